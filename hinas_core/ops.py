@@ -1,0 +1,162 @@
+"""The candidate operations of the supercell (paper Sec. 2.1), in one table.
+
+``OPS[name](channels, affine=..., act=...)`` builds the op. Every op keeps the shape
+``(B, C, H, W)`` of its input (no down-sampling: the paper relies on dilation and
+deformable sampling for receptive field). Every convolutional op is activation -> conv -> BN.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=False),
+    # The official (journal-version) code uses LeakyReLU; the slope is our choice.
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=False),
+}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+
+
+def deform_conv2d_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
+                          mask: torch.Tensor) -> torch.Tensor:
+    """Modulated deformable 3x3 convolution (stride 1, padding 1) by bilinear sampling.
+
+    The same function as ``torchvision.ops.deform_conv2d(x, offset, weight, padding=1,
+    mask=mask)`` (offsets as (dy, dx) per tap, row-major taps, zeros outside the image),
+    written with ``grid_sample``: each of the 9 taps samples the input at its shifted
+    positions, and one contraction with the weights finishes the convolution.
+
+    Shapes: x (B, C, H, W); offset (B, 18, H, W); weight (O, C, 3, 3); mask (B, 9, H, W).
+    """
+    b, c, h, w = x.shape
+    ys = torch.arange(h, dtype=x.dtype, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, w)
+    off = offset.view(b, 9, 2, h, w)
+    # align_corners=True maps -1/+1 to the first/last pixel centres: pixel p -> 2p/(n-1) - 1.
+    sy, sx = 2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)
+    taps = []
+    for k in range(9):
+        py = ys + (k // 3 - 1) + off[:, k, 0]
+        px = xs + (k % 3 - 1) + off[:, k, 1]
+        grid = torch.stack((px * sx - 1, py * sy - 1), dim=-1)  # (B, H, W, 2) as (x, y)
+        taps.append(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+                    * mask[:, k : k + 1])
+    cols = torch.stack(taps, dim=2)  # (B, C, 9, H, W)
+    return torch.einsum("bckhw,ock->bohw", cols, weight.reshape(weight.shape[0], c, 9))
+
+
+class DeformConv2d(nn.Module):
+    """Modulated deformable 3x3 convolution (DCNv2).
+
+    A plain 3x3 conv predicts, per output pixel, 2*9 offsets and 9 modulation scalars.
+    It is zero-initialised, so training starts from the regular sampling grid with every
+    tap modulated by sigmoid(0) = 0.5, as in DCNv2.
+
+    ``impl``: ``torchvision`` (``torchvision.ops.deform_conv2d``), ``sampled``
+    (:func:`deform_conv2d_sampled`, the same function) or ``auto`` (the default: sampled on
+    CPU, where torchvision's backward is several times slower, torchvision elsewhere).
+    """
+
+    IMPLS = ("auto", "torchvision", "sampled")
+
+    def __init__(self, channels: int, kernel_size: int = 3, impl: str = "auto"):
+        super().__init__()
+        if kernel_size != 3:
+            raise ValueError("DeformConv2d supports 3x3 kernels only")
+        if impl not in self.IMPLS:
+            raise ValueError(f"impl must be one of {self.IMPLS}, got {impl!r}")
+        self.impl = impl
+        self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.offset_mask = nn.Conv2d(channels, 27, 3, padding=1)
+        nn.init.zeros_(self.offset_mask.weight)
+        nn.init.zeros_(self.offset_mask.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        om = self.offset_mask(x)  # (B, 27, H, W)
+        offset, mask = om[:, :18], om[:, 18:].sigmoid()
+        impl = self.impl
+        if impl == "auto":
+            impl = "sampled" if x.device.type == "cpu" else "torchvision"
+        if impl == "sampled":
+            return deform_conv2d_sampled(x, offset, self.weight, mask)
+        return deform_conv2d(x, offset, self.weight, padding=1, mask=mask)
+
+
+class Zero(nn.Module):
+    """The `none` op: no connection. Its output is never computed by a mixed edge."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+def _act_conv_bn(conv: nn.Module, channels: int, affine: bool, act: str) -> nn.Sequential:
+    return nn.Sequential(activation(act), conv, nn.BatchNorm2d(channels, affine=affine))
+
+
+def conv3x3(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    return _act_conv_bn(nn.Conv2d(c, c, 3, padding=1, bias=False), c, affine, act)
+
+
+def sep3x3(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    # Depthwise 3x3 then pointwise 1x1 (one separable conv, not DARTS's stacked pair).
+    conv = nn.Sequential(
+        nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
+        nn.Conv2d(c, c, 1, bias=False),
+    )
+    return _act_conv_bn(conv, c, affine, act)
+
+
+def dil3x3(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    return _act_conv_bn(nn.Conv2d(c, c, 3, padding=2, dilation=2, bias=False), c, affine, act)
+
+
+def def3x3(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    return _act_conv_bn(DeformConv2d(c), c, affine, act)
+
+
+def skip(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    return nn.Identity()
+
+
+def none(c: int, affine: bool = True, act: str = "relu") -> nn.Module:
+    return Zero()
+
+
+# The one op table. Order is the column order of alpha.
+OPS: Dict[str, Callable[..., nn.Module]] = {
+    "conv": conv3x3,
+    "sep": sep3x3,
+    "dil": dil3x3,
+    "def": def3x3,
+    "skip": skip,
+    "none": none,
+}
+
+NONE = "none"
+DEFAULT_OPS = tuple(OPS)
+
+
+def check_op_names(op_names) -> tuple:
+    """Validate a list of op names against :data:`OPS`; return it as a tuple."""
+    names = tuple(op_names)
+    if not names:
+        raise ValueError("op_names: at least one op is needed")
+    unknown = [n for n in names if n not in OPS]
+    if unknown:
+        raise ValueError(f"op_names: unknown op(s) {unknown}; known ops are {list(OPS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"op_names: duplicated op in {list(names)}")
+    if all(n == NONE for n in names):
+        raise ValueError("op_names: needs at least one op other than 'none'")
+    return names
