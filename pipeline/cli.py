@@ -1,0 +1,127 @@
+"""The `hinas` command. The only module that parses command-line arguments."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from hinas import __version__
+
+
+def _cmd_space(args: argparse.Namespace) -> int:
+    from hinas_core import ConfigError, Genotype, GenotypeError, SpaceConfig, Supernet, build_network, count_parameters, num_edges, preset
+
+    from .overrides import OverrideError, apply_overrides
+
+    try:
+        base = preset(args.preset).to_dict()
+        cfg = SpaceConfig.from_dict(apply_overrides(base, args.set or []))
+    except (ConfigError, OverrideError) as exc:
+        print(f"hinas space: {exc}", file=sys.stderr)
+        return 2
+    net = Supernet(cfg)
+    lattice = net.lattice
+    print(f"space preset '{args.preset}'" + (f" with {' '.join(args.set)}" if args.set else ""))
+    print(f"  layers x nodes       {cfg.layers} x {cfg.nodes}")
+    print(f"  widths per node      {list(cfg.widths)} (width mode: {cfg.width_mode})")
+    print(f"  ops                  {list(cfg.ops)}")
+    print(f"  cells                {'shared (Eq. 5)' if cfg.cell_sharing else 'unshared (Eq. 6)'}, "
+          f"{'one genotype for all layers' if cfg.tied_cells else 'one genotype per layer'}")
+    print(f"  activation / output  {cfg.activation} / {cfg.output}")
+    print(f"  lattice levels       {[list(p) for p in lattice.present]} ({len(net.net.cells)} cells)")
+    print(f"  alpha entries        {net.alpha.numel()} ({num_edges(cfg.nodes)} edges x {len(cfg.ops)} ops"
+          f"{'' if cfg.tied_cells else f' x {cfg.layers} layers'})")
+    print(f"  beta entries         {0 if net.beta is None else net.beta.numel()} (valid lattice moves)")
+    print(f"  supernet weights     {count_parameters(net) - sum(p.numel() for p in net.arch_parameters()):,d}")
+    if args.genotype:
+        try:
+            g = Genotype.load(args.genotype)
+        except GenotypeError as exc:
+            print(f"hinas space: {exc}", file=sys.stderr)
+            return 2
+        derived = build_network(g, width=args.width, in_channels=cfg.in_channels,
+                                activation=cfg.activation, output=cfg.output)
+        print(f"genotype {args.genotype}")
+        print(f"  width path (levels)  {list(g.levels)}; widths {list(derived.widths)} per node")
+        for layer in range(len(g.cells)):
+            print(f"  cell{'' if len(g.cells) == 1 else f' {layer}'}                 "
+                  + "; ".join(f"n{i}: {a[0]}({a[1]}) + {b[0]}({b[1]})" for i, (a, b) in enumerate(g.cells[layer])))
+        print(f"  derived parameters   {count_parameters(derived):,d}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from hinas_core.config import ConfigError
+
+    from .experiment import load_experiment
+    from .search_stage import run_search
+
+    try:
+        exp = load_experiment(args.config, args.set or [])
+        _check_data(exp)
+    except (ConfigError, ValueError) as exc:
+        print(f"hinas search: {exc}", file=sys.stderr)
+        return 2
+    print(f"hinas search: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
+    try:
+        rows = run_search(exp, resume=args.resume)
+    except FileNotFoundError as exc:
+        print(f"hinas search: {exc}", file=sys.stderr)
+        return 2
+    failed = [r["trial"] for r in rows if r["status"] != "OK" or not r["genotype"]]
+    if failed:
+        print(f"hinas search: no genotype for {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_data(exp) -> None:
+    """Fail before any trial starts when the data cannot be read (named file or setting)."""
+    if exp.data.dataset == "bsd500":
+        from hinas.datasets import verify_bsd500
+        from hinas.datasets.paths import bsds500_root
+
+        verify_bsd500(bsds500_root(exp.data.root))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hinas",
+        description="HiNAS: hierarchical neural architecture search for image denoising "
+                    "(search -> derive -> retrain -> evaluate, on Ray Tune and MLflow).")
+    parser.add_argument("--version", action="version", version=f"hinas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("space", help="summarise a search space and, optionally, a genotype's network",
+                       description="Print a search space's layers, nodes, widths, alpha/beta counts and "
+                                   "supernet parameters; with --genotype, the derived network's parameters.")
+    p.add_argument("--preset", default="denoise", help="space preset: denoise (paper), derain, journal, tiny")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space key, e.g. --set nodes=4")
+    p.add_argument("--genotype", metavar="FILE|NAME", help="a genotype.json, or a known genotype's name")
+    p.add_argument("--width", type=int, help="retraining width (channels per node at level 0) for --genotype")
+    p.set_defaults(func=_cmd_space)
+
+    p = sub.add_parser("search", help="run HiNAS searches (one Ray Tune trial per sigma and seed)",
+                       description="Run the search stage of an experiment config: concurrent Ray Tune trials, "
+                                   "each stopped by the paper's PSNR-decrease rule; writes one genotype.json per "
+                                   "trial and a summary under OUTPUT_DIR/NAME/.")
+    p.add_argument("config", help="experiment YAML, e.g. tune_configs/tiny_search.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set search.patience=3 --set data.sigmas=[30]")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (Tuner.restore)")
+    p.set_defaults(func=_cmd_search)
+
+    from hinas.datasets import commands as data_commands
+    data_commands.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

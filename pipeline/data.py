@@ -1,0 +1,59 @@
+"""From a :class:`DataConfig` to what the search loop consumes: samplers and a validator."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+
+from hinas.datasets import ImageSet, PatchSampler, evaluate, load_bsd500, noisy_pairs, sample_set, search_split
+
+from .experiment import DataConfig
+
+
+def training_images(cfg: DataConfig) -> ImageSet:
+    images = load_bsd500("train", cfg.root) if cfg.dataset == "bsd500" else sample_set("train")
+    if cfg.max_images:
+        images = images.subset(range(min(cfg.max_images, len(images))), images.name)
+    return images
+
+
+def center_crop(images: ImageSet, size: int) -> ImageSet:
+    """Each image's central ``size`` x ``size`` region (or the whole side where it is shorter)."""
+    crops = []
+    for img in images.images:
+        h, w = img.shape[:2]
+        y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        crops.append(img[y:y + size, x:x + size])
+    return ImageSet(images.name, images.names, tuple(crops))
+
+
+@dataclass
+class SearchData:
+    train_w: PatchSampler
+    train_a: PatchSampler
+    evaluate: Callable[[Callable[[torch.Tensor], torch.Tensor]], Mapping[str, float]]
+    steps_per_epoch: int  # one random crop per Train-W image per epoch
+    sizes: Mapping[str, int]
+
+
+def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
+    """Train-W / Train-A samplers with fresh noise, and Validation-V with seeded, fixed noise."""
+    images = training_images(cfg)
+    w, a, v = search_split(images, seed=cfg.split_seed, val_fraction=cfg.val_fraction).apply(images)
+    if cfg.val_crop:
+        v = center_crop(v, cfg.val_crop)
+    val_pairs = noisy_pairs(v, sigma, seed=cfg.noise_seed, clip=cfg.clip)
+
+    def validate(denoise):
+        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, sigma=sigma, patch=cfg.eval_patch)
+        return {"psnr": r.psnr, "ssim": r.ssim}
+
+    return SearchData(
+        train_w=PatchSampler(w, sigma, cfg.patch_size, clip=cfg.clip),
+        train_a=PatchSampler(a, sigma, cfg.patch_size, clip=cfg.clip),
+        evaluate=validate,
+        steps_per_epoch=max(1, math.ceil(len(w) / batch_size)),
+        sizes={"train_w": len(w), "train_a": len(a), "val": len(v)},
+    )

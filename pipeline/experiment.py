@@ -1,0 +1,218 @@
+"""The experiment configuration: YAML -> typed, frozen dataclasses, validated before any trial.
+
+Top-level sections: ``name``, ``space``, ``search``, ``data``, ``resources``, ``output``.
+An unknown or mistyped key, a wrong type or an out-of-range value is a :class:`ConfigError`
+that names the key. YAML is read with ``yaml.safe_load`` only.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+from hinas_core.config import ConfigError, SpaceConfig, preset
+from hinas_core.search import SearchConfig
+
+from .overrides import OverrideError, apply_overrides
+
+DATASETS = ("bsd500", "sample")
+VAL_PROTOCOLS = ("patch", "whole")
+
+
+def _check_keys(section: str, data: Mapping[str, Any], cls) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+
+
+def _positive_number(section: str, key: str, value, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{section}.{key}: expected a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{section}.{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return float(value)
+
+
+def _int(section: str, key: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{section}.{key}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{section}.{key}: must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, which noise, and how validation is scored.
+
+    Attributes:
+        dataset: ``bsd500`` (root from ``root`` or ``$HINAS_BSDS500_ROOT``) or ``sample``
+            (scikit-image's bundled photographs, offline).
+        root: the dataset root (made absolute before any trial starts).
+        sigmas: Gaussian noise levels on the 0-255 scale; one search trial per sigma and seed.
+        patch_size: training crop size (paper: 64).
+        val_fraction: share of training images held out as Validation-V (paper: 2%).
+        val_protocol: ``patch`` (paper: adjacent 64x64 patches) or ``whole``.
+        eval_patch: tile size of the patch protocol.
+        noise_seed: seeds the fixed validation/test noise of every image.
+        split_seed: seeds the Train-W / Train-A / Validation-V split.
+        clip: clip noisy inputs to [0, 255] (default: not clipped).
+        max_images: use only the first N training images (0 = all); for tiny runs.
+        val_crop: score validation on the central ``val_crop`` x ``val_crop`` region of each
+            image (0 = whole images, the paper's); for tiny CPU runs.
+    """
+
+    dataset: str = "bsd500"
+    root: Optional[str] = None
+    sigmas: Tuple[float, ...] = (30.0, 50.0, 70.0)
+    patch_size: int = 64
+    val_fraction: float = 0.02
+    val_protocol: str = "patch"
+    eval_patch: int = 64
+    noise_seed: int = 0
+    split_seed: int = 0
+    clip: bool = False
+    max_images: int = 0
+    val_crop: int = 0
+
+    def __post_init__(self):
+        s = "data"
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"{s}.dataset: {self.dataset!r} is not one of {list(DATASETS)}")
+        if self.root is not None and not isinstance(self.root, (str, os.PathLike)):
+            raise ConfigError(f"{s}.root: expected a path, got {self.root!r}")
+        sig = self.sigmas
+        if isinstance(sig, (int, float)) and not isinstance(sig, bool):
+            sig = (sig,)
+        if not isinstance(sig, (list, tuple)) or not sig:
+            raise ConfigError(f"{s}.sigmas: expected a non-empty list of noise levels, got {self.sigmas!r}")
+        object.__setattr__(self, "sigmas", tuple(_positive_number(s, "sigmas", v) for v in sig))
+        _int(s, "patch_size", self.patch_size, 11)
+        _int(s, "eval_patch", self.eval_patch, 11)
+        _int(s, "noise_seed", self.noise_seed, 0)
+        _int(s, "split_seed", self.split_seed, 0)
+        _int(s, "max_images", self.max_images, 0)
+        if _int(s, "val_crop", self.val_crop, 0) and self.val_crop < 11:
+            raise ConfigError(f"{s}.val_crop: must be 0 (whole images) or >= 11, got {self.val_crop}")
+        v = _positive_number(s, "val_fraction", self.val_fraction)
+        if v >= 1:
+            raise ConfigError(f"{s}.val_fraction: must be < 1, got {v}")
+        object.__setattr__(self, "val_fraction", v)
+        if self.val_protocol not in VAL_PROTOCOLS:
+            raise ConfigError(f"{s}.val_protocol: {self.val_protocol!r} is not one of {list(VAL_PROTOCOLS)}")
+        if not isinstance(self.clip, bool):
+            raise ConfigError(f"{s}.clip: expected true or false, got {self.clip!r}")
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """Per-trial resources for Ray Tune; fractions share a device (e.g. gpu: 0.33 = 3 per GPU)."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+    max_concurrent: int = 0  # 0 = as many as resources allow
+
+    def __post_init__(self):
+        _positive_number("resources", "cpu", self.cpu)
+        g = _positive_number("resources", "gpu", self.gpu, allow_zero=True)
+        if g > 1 and g != int(g):
+            raise ConfigError(f"resources.gpu: a fraction above 1 is not allowed, got {g}")
+        _int("resources", "max_concurrent", self.max_concurrent, 0)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    seeds: Tuple[int, ...] = (0,)
+    output_dir: str = "runs"
+    space_preset: str = "denoise"
+
+    def to_dict(self) -> Dict[str, Any]:
+        space = self.space.to_dict()
+        return {"name": self.name, "space": {"preset": self.space_preset, **space},
+                "search": self.search.to_dict(), "data": {**asdict(self.data), "sigmas": list(self.data.sigmas)},
+                "resources": asdict(self.resources), "seeds": list(self.seeds), "output_dir": self.output_dir}
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+TOP_LEVEL = ("name", "space", "search", "data", "resources", "seeds", "output_dir")
+
+
+def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> ExperimentConfig:
+    """Validate a raw config mapping; resolve paths to absolute (trials run elsewhere)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {unknown}; known keys are {list(TOP_LEVEL)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+        raise ConfigError(f"name: expected a non-empty experiment name without '/', got {name!r}")
+    sections = {}
+    for key in ("space", "search", "data", "resources"):
+        value = raw.get(key) or {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of keys, got {type(value).__name__}")
+        sections[key] = dict(value)
+    space_raw = sections["space"]
+    preset_name = space_raw.pop("preset", "denoise")
+    if not isinstance(preset_name, str):
+        raise ConfigError(f"space.preset: expected a preset name, got {preset_name!r}")
+    space = SpaceConfig.from_dict({**preset(preset_name).to_dict(), **space_raw})
+    search = SearchConfig.from_dict(sections["search"])
+    _check_keys("data", sections["data"], DataConfig)
+    data = DataConfig(**sections["data"])
+    base = base_dir or Path.cwd()
+    if data.root is not None:
+        data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
+    _check_keys("resources", sections["resources"], ResourceConfig)
+    resources = ResourceConfig(**sections["resources"])
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, Sequence) or isinstance(seeds, str) or not seeds:
+        raise ConfigError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
+    seeds = tuple(_int("seeds", str(i), s, 0) for i, s in enumerate(seeds))
+    out = raw.get("output_dir", "runs")
+    if not isinstance(out, (str, os.PathLike)):
+        raise ConfigError(f"output_dir: expected a path, got {out!r}")
+    output_dir = str((base / Path(out).expanduser()).resolve())
+    return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
+                            seeds=seeds, output_dir=output_dir, space_preset=preset_name)
+
+
+def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, validate."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        loc = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path}: malformed YAML{loc}: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    try:
+        raw = apply_overrides(raw, overrides) if isinstance(raw, dict) else raw
+    except OverrideError as exc:
+        raise ConfigError(str(exc)) from None
+    # Relative paths in a config are relative to the working directory the command runs in.
+    return experiment_from_dict(raw)

@@ -1,0 +1,186 @@
+"""The search stage: HiNAS searches as Ray Tune trials, one per (sigma, seed).
+
+* :func:`search_trainable` is a function trainable: it builds the search loop of
+  :mod:`hinas_core.search` from its config, resumes from ``tune.get_checkpoint()``, and
+  after every epoch calls ``tune.report(metrics, checkpoint=...)``. A checkpoint holds the
+  whole search state (weights, alpha/beta, optimisers, RNGs, the early-stop counters, the
+  best supernet's alpha/beta and genotype) - enough to resume and to derive.
+* :func:`run_search` runs all trials concurrently on the available resources (fractional
+  CPUs/GPUs share a device), stops each by :class:`PSNRDecreaseStopper`, writes one
+  ``genotype.json`` per trial and a summary, and resumes an interrupted experiment with
+  ``Tuner.restore``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+from hinas_core.metrics import VAL_PSNR, VAL_SSIM
+from hinas_core.search import Searcher
+
+from .experiment import ExperimentConfig, experiment_from_dict
+from .stopping import PSNRDecreaseStopper
+
+CHECKPOINT_FILE = "search.pt"
+SEARCH_DIR = "search"
+
+
+def trial_label(sigma: float, seed: int) -> str:
+    return f"sigma{sigma:g}-seed{seed}"
+
+
+def _device(exp: ExperimentConfig) -> torch.device:
+    return torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+
+
+def search_trainable(config: Dict[str, Any]) -> None:
+    """Ray Tune function trainable for one search (config: experiment dict, sigma, seed, hp)."""
+    from ray import tune
+
+    from .data import search_data
+
+    exp = experiment_from_dict(config["experiment"])
+    sigma, seed = float(config["sigma"]), int(config["seed"])
+    search_cfg = replace(exp.search, seed=seed, **dict(config.get("hp") or {}))
+    torch.set_num_threads(max(1, int(exp.resources.cpu)))
+    device = _device(exp)
+    data = search_data(exp.data, sigma, search_cfg.batch_size)
+    searcher = Searcher(exp.space, search_cfg, data.train_w, data.train_a, data.evaluate,
+                        data.steps_per_epoch, device=device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            searcher.load_state_dict(torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True))
+    while not searcher.done:
+        metrics = searcher.run_epoch()
+        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to the cluster in ``RAY_ADDRESS`` (e.g. under ``ray job submit``) or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def _tuner(exp: ExperimentConfig, resume: bool):
+    from ray import tune
+
+    path = exp.experiment_dir / SEARCH_DIR
+    trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+    if resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise FileNotFoundError(f"nothing to resume: no search experiment at {path}")
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
+                   "seed": tune.grid_search(list(exp.seeds))}
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                                    trial_dirname_creator=lambda t: f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"),
+        run_config=tune.RunConfig(
+            name=SEARCH_DIR,
+            storage_path=str(exp.experiment_dir),
+            stop=PSNRDecreaseStopper(exp.search.max_epochs),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=2),
+            verbose=1,
+        ),
+    )
+
+
+def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, Any]]:
+    """Run (or resume) the search trials; write genotypes and the summary; return summary rows."""
+    exp.experiment_dir.mkdir(parents=True, exist_ok=True)
+    init_ray()
+    results = _tuner(exp, resume).fit()
+    rows = []
+    for result in results:
+        rows.append(_finish_trial(exp, result))
+    rows.sort(key=lambda r: (r["sigma"], r["seed"]))
+    write_summary(exp, rows)
+    return rows
+
+
+def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
+    from hinas_core.genotype import Genotype
+
+    sigma, seed = float(result.config["sigma"]), int(result.config["seed"])
+    last = result.metrics or {}
+    row: Dict[str, Any] = {"trial": trial_label(sigma, seed), "sigma": sigma, "seed": seed,
+                           "status": "ERROR" if result.error else "OK", "epochs": last.get("epoch", 0),
+                           "stop": PSNRDecreaseStopper.reason(last, exp.search.max_epochs),
+                           "best_epoch": last.get("es_best_epoch", -1), VAL_PSNR: last.get("es_best_psnr", math.nan),
+                           "peak_memory_mb": last.get("peak_memory_bytes", 0) / 2**20, "genotype": None}
+    frame = result.metrics_dataframe
+    if frame is not None and len(frame):
+        first = frame.iloc[0]
+        row["start"] = float(first["timestamp"] - first.get("epoch_seconds", 0.0))
+        row["end"] = float(frame["timestamp"].iloc[-1])
+        row["epoch_seconds"] = float(frame["epoch_seconds"].mean())
+    if result.checkpoint is None:
+        return row
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    best = state.get("best") or {}
+    if not best:
+        row["stop"] += " (no architecture epoch yet)"
+        return row
+    provenance = {"experiment": exp.name, "sigma": sigma, "seed": seed, "epoch": best["epoch"],
+                  VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM], "epochs_run": state["epoch"],
+                  "stop": row["stop"], "config": state["config"], "space": state["space"],
+                  "data": exp.to_dict()["data"]}
+    g = Genotype.from_dict(best["genotype"])
+    g = Genotype(g.cells, g.levels, g.widths, provenance=provenance)
+    path = g.save(exp.experiment_dir / "genotypes" / row["trial"] / "genotype.json")
+    row.update(genotype=str(path), best_epoch=best["epoch"], **{VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM]},
+               levels="-".join(map(str, g.levels)))
+    return row
+
+
+def max_overlap(rows: List[Dict[str, Any]]) -> int:
+    """The largest number of trials whose running intervals overlap at one moment."""
+    events = []
+    for r in rows:
+        if "start" in r and "end" in r:
+            events += [(r["start"], 1), (r["end"], -1)]
+    best = cur = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        cur += delta
+        best = max(best, cur)
+    return best
+
+
+def write_summary(exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> Path:
+    overlap = max_overlap(rows)
+    lines = [f"# Search summary: {exp.name}", "",
+             f"{len(rows)} trial(s); at most {overlap} ran at the same time"
+             + (" (their running intervals overlap)." if overlap > 1 else "."), "",
+             "| trial | status | epochs | stop | best epoch | val PSNR | val SSIM | levels | s/epoch | peak MiB | genotype |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['trial']} | {r['status']} | {r['epochs']} | {r['stop']} | {r['best_epoch']} | "
+                     f"{r.get(VAL_PSNR, math.nan):.3f} | {r.get(VAL_SSIM, math.nan):.4f} | {r.get('levels', '')} | "
+                     f"{r.get('epoch_seconds', math.nan):.1f} | {r['peak_memory_mb']:.0f} | {r['genotype'] or '-'} |")
+    path = exp.experiment_dir / "search_summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    (exp.experiment_dir / "search_summary.json").write_text(json.dumps({"max_concurrent": overlap, "trials": rows}, indent=2, default=str))
+    print("\n".join(lines))
+    return path

@@ -1,0 +1,91 @@
+"""The search stage end to end: real Ray Tune trials on real images, on CPU."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hinas_core import Genotype, build_network
+
+pytestmark = pytest.mark.slow
+
+# The tiny preset, made to stop early: the first decrease of validation PSNR ends a trial.
+OVERRIDES = ["--set", "search.patience=1", "--set", "search.stop_rule=decrease", "--set", "search.max_epochs=8"]
+
+
+def hinas(*args, cwd, **kw):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def finish(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory, repo_root):
+    out = tmp_path_factory.mktemp("search")
+    code, log = finish(hinas("search", str(repo_root / "tune_configs/tiny_search.yaml"),
+                             "--set", f"output_dir={out}", *OVERRIDES, cwd=out))
+    assert code == 0, log[-3000:]
+    summary = json.loads((out / "tiny-search" / "search_summary.json").read_text())
+    return out / "tiny-search", summary, log
+
+
+def test_three_sigma_trials_run_concurrently_and_each_yields_a_valid_genotype(tiny_search):
+    exp_dir, summary, _ = tiny_search
+    rows = {r["sigma"]: r for r in summary["trials"]}
+    assert sorted(rows) == [30.0, 50.0, 70.0]
+    assert summary["max_concurrent"] >= 2, "the sigma trials did not overlap in time"
+    for sigma, row in rows.items():
+        g = Genotype.load(row["genotype"])
+        assert g.provenance["sigma"] == sigma and g.provenance["epoch"] == row["best_epoch"]
+        assert g.provenance["val_psnr"] == pytest.approx(row["val_psnr"])
+        assert g.provenance["epoch"] > 2, "the best supernet must come from an architecture epoch"
+        net = build_network(g)
+        assert net(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+    assert (exp_dir / "search_summary.md").read_text().count("sigma") >= 3
+
+
+def test_the_rule_stops_trials_before_the_epoch_cap(tiny_search):
+    _, summary, _ = tiny_search
+    assert all(r["stop"] in ("early-stop", "epoch-cap") and r["epochs"] <= 8 for r in summary["trials"])
+    assert any(r["stop"] == "early-stop" and r["epochs"] < 8 for r in summary["trials"]), \
+        "no trial was stopped by the rule before the cap"
+
+
+def test_killed_search_resumes_to_the_same_decision(tiny_search, tmp_path, repo_root):
+    """SIGKILL the driver mid-run, resume with --resume: same stop epoch, best epoch, genotype."""
+    _, summary, _ = tiny_search
+    reference = next(r for r in summary["trials"] if r["sigma"] == 30.0)
+    args = ["search", str(repo_root / "tune_configs/tiny_search.yaml"), "--set", f"output_dir={tmp_path}",
+            "--set", "data.sigmas=[30]", "--set", "resources.cpu=1", *OVERRIDES]
+    proc = hinas(*args, cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "tiny-search" / "search").glob("*/checkpoint_*"))) >= 2:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (tmp_path / "tiny-search" / "search_summary.json").exists()
+    code, log = finish(hinas(*args, "--resume", cwd=tmp_path))
+    assert code == 0, log[-3000:]
+    resumed = json.loads((tmp_path / "tiny-search" / "search_summary.json").read_text())["trials"][0]
+    for key in ("epochs", "stop", "best_epoch", "val_psnr", "levels"):
+        assert resumed[key] == reference[key], key
+    assert Genotype.load(resumed["genotype"]) == Genotype.load(reference["genotype"])
+
+
+def test_resume_without_an_experiment_is_a_clear_error(tmp_path, repo_root):
+    code, log = finish(hinas("search", str(repo_root / "tune_configs/tiny_search.yaml"),
+                             "--set", f"output_dir={tmp_path}", "--resume", cwd=tmp_path))
+    assert code == 2 and "nothing to resume" in log
