@@ -62,6 +62,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"hinas search: {exc}", file=sys.stderr)
         return 2
+    search_dir = exp.experiment_dir / "search"
+    if search_dir.exists() and not args.resume:
+        if not args.overwrite:
+            print(f"hinas search: an experiment already exists at {exp.experiment_dir}; "
+                  "use --resume to continue it or --overwrite to start it again", file=sys.stderr)
+            return 2
+        import shutil
+
+        shutil.rmtree(exp.experiment_dir)
     print(f"hinas search: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
     try:
         rows = run_search(exp, resume=args.resume)
@@ -109,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML, e.g. tune_configs/tiny_search.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set search.patience=3 --set data.sigmas=[30]")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (Tuner.restore)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted experiment (Tuner.restore)")
+    mode.add_argument("--overwrite", action="store_true", help="delete an existing experiment of the same name first")
     p.set_defaults(func=_cmd_search)
 
     from hinas.datasets import commands as data_commands

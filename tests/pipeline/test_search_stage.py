@@ -89,3 +89,31 @@ def test_resume_without_an_experiment_is_a_clear_error(tmp_path, repo_root):
     code, log = finish(hinas("search", str(repo_root / "tune_configs/tiny_search.yaml"),
                              "--set", f"output_dir={tmp_path}", "--resume", cwd=tmp_path))
     assert code == 2 and "nothing to resume" in log
+
+
+def test_an_existing_experiment_is_not_clobbered(tmp_path, repo_root):
+    (tmp_path / "tiny-search" / "search").mkdir(parents=True)
+    code, log = finish(hinas("search", str(repo_root / "tune_configs/tiny_search.yaml"),
+                             "--set", f"output_dir={tmp_path}", cwd=tmp_path))
+    assert code == 2 and "--resume" in log and "--overwrite" in log
+    assert (tmp_path / "tiny-search" / "search").is_dir()
+
+
+def test_search_on_real_bsd500_images(tmp_path, repo_root):
+    root = os.environ.get("HINAS_BSDS500_ROOT") or repo_root.parent / "shared" / "datasets" / "BSDS500"
+    if not (Path(root) / "images" / "train").is_dir():
+        pytest.skip("BSDS500 images not available (set HINAS_BSDS500_ROOT)")
+    args = ["search", str(repo_root / "tune_configs/tiny_search.yaml"), "--set", f"output_dir={tmp_path}",
+            "--set", "data.dataset=bsd500", "--set", f"data.root={root}", "--set", "data.max_images=30",
+            "--set", "data.sigmas=[50]", "--set", "data.val_fraction=0.05", "--set", "resources.cpu=1",
+            "--set", "search.max_epochs=4"]
+    env_cache = {"HINAS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", *args], cwd=tmp_path,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **env_cache},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code, log = finish(proc)
+    assert code == 0, log[-3000:]
+    row = json.loads((tmp_path / "tiny-search" / "search_summary.json").read_text())["trials"][0]
+    g = Genotype.load(row["genotype"])
+    assert g.provenance["data"]["dataset"] == "bsd500" and g.provenance["sigma"] == 50.0
+    assert row["epochs"] <= 4 and row["val_psnr"] > 10
