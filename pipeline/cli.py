@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from hinas import __version__
@@ -84,6 +85,88 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args, command: str):
+    from hinas_core.config import ConfigError
+
+    from .experiment import load_experiment
+
+    try:
+        exp = load_experiment(args.config, args.set or [])
+        _check_data(exp)
+        return exp
+    except (ConfigError, ValueError) as exc:
+        print(f"hinas {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_pipeline
+
+    exp = _load(args, "run")
+    if exp is None:
+        return 2
+    if exp.experiment_dir.exists() and not (args.resume or args.overwrite):
+        print(f"hinas run: an experiment already exists at {exp.experiment_dir}; "
+              "use --resume to continue it (finished stages are reused) or --overwrite to start again", file=sys.stderr)
+        return 2
+    if args.overwrite and exp.experiment_dir.exists():
+        import shutil
+
+        shutil.rmtree(exp.experiment_dir)
+    print(f"hinas run: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
+    try:
+        out = run_pipeline(exp, resume=args.resume)
+    except (RuntimeError, FileNotFoundError) as exc:
+        print(f"hinas run: {exc}", file=sys.stderr)
+        return 1
+    print(Path(out["report"]).read_text())
+    print(f"hinas run: report written to {out['report']}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_evaluation, report_markdown
+
+    exp = _load(args, "report")
+    if exp is None:
+        return 2
+    try:
+        text = report_markdown(exp, load_evaluation(exp))
+    except FileNotFoundError as exc:
+        print(f"hinas report: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from hinas.datasets import DatasetError, read_image
+    from hinas.datasets.images import write_png
+    from hinas_core.models import ModelError, load_model
+
+    try:
+        model, spec, meta = load_model(args.model)
+        noisy = read_image(args.input, gray=spec.get("in_channels", 1) == 1)
+    except (ModelError, DatasetError) as exc:
+        print(f"hinas denoise: {exc}", file=sys.stderr)
+        return 2
+    x = torch.from_numpy(np.asarray(noisy, dtype=np.float32) / 255)
+    x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        y = model(x)[0]
+    out = (y.clamp(0, 1) * 255).round().to(torch.uint8)
+    out = out[0].numpy() if out.shape[0] == 1 else out.permute(1, 2, 0).numpy()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_png(args.output, out)
+    print(f"hinas denoise: {args.input} -> {args.output} ({spec['kind']} model, sigma {meta.get('sigma', '?')})")
+    return 0
+
+
 def _check_data(exp) -> None:
     """Fail before any trial starts when the data cannot be read (named file or setting)."""
     if exp.data.dataset == "bsd500":
@@ -122,6 +205,28 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue an interrupted experiment (Tuner.restore)")
     mode.add_argument("--overwrite", action="store_true", help="delete an existing experiment of the same name first")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("run", help="run the whole pipeline: search, derive, retrain, evaluate, report",
+                       description="Run an experiment end to end. Finished stages are reused on --resume.")
+    p.add_argument("config", help="experiment YAML, e.g. tune_configs/quickstart.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted pipeline")
+    mode.add_argument("--overwrite", action="store_true", help="delete an existing experiment of the same name first")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="print the results table of a finished experiment beside the paper's numbers")
+    p.add_argument("config", help="the experiment YAML the results came from")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="the same overrides as the run")
+    p.add_argument("--out", help="also write the Markdown table to this file")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("denoise", help="denoise an image with a trained model file",
+                       description="Apply a trained hinas model (models/<label>/model.pt) to an 8-bit image.")
+    p.add_argument("--model", required=True, help="a model file written by the retrain stage")
+    p.add_argument("input", help="noisy image (PNG, JPEG, ...)")
+    p.add_argument("output", help="where to write the denoised PNG")
+    p.set_defaults(func=_cmd_denoise)
 
     from hinas.datasets import commands as data_commands
     data_commands.register(sub)

@@ -57,3 +57,18 @@ def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
         steps_per_epoch=max(1, math.ceil(len(w) / batch_size)),
         sizes={"train_w": len(w), "train_a": len(a), "val": len(v)},
     )
+
+
+def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0):
+    """The test set with fixed, per-image seeded noise (BSD500 test-200, or the sample set's test split)."""
+    images = load_bsd500("test", cfg.root) if cfg.dataset == "bsd500" else sample_set("test")
+    if max_images:
+        images = images.subset(range(min(max_images, len(images))), images.name)
+    if crop:
+        images = center_crop(images, crop)
+    return noisy_pairs(images, sigma, seed=cfg.noise_seed, clip=cfg.clip)
+
+
+def training_sampler(cfg: DataConfig, sigma: float) -> PatchSampler:
+    """Retraining patches: every training image (no search split), fresh noise per sample."""
+    return PatchSampler(training_images(cfg), sigma, cfg.patch_size, clip=cfg.clip)

@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from hinas_core.config import ConfigError, SpaceConfig, preset
+from hinas_core.retrain import RetrainConfig
 from hinas_core.search import SearchConfig
 
 from .overrides import OverrideError, apply_overrides
@@ -125,6 +126,70 @@ class ResourceConfig:
         _int("resources", "max_concurrent", self.max_concurrent, 0)
 
 
+BASELINES = ("dncnn",)
+PROTOCOLS = ("patch", "whole")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How a genotype becomes the network that is retrained, and which baselines train beside it.
+
+    Attributes:
+        width: channels per node at level 0 of the derived network (None: see target_params).
+        target_params: pick the width whose network is closest to this many parameters
+            (paper: 0.63 M); used when ``width`` is None. 0 keeps the search widths.
+        baselines: baselines retrained by the same stage on the same budget (``dncnn``).
+        dncnn_depth, dncnn_width: the DnCNN baseline's size (17 x 64 = 0.56 M parameters).
+    """
+
+    width: Optional[int] = None
+    target_params: int = 630_000
+    baselines: Tuple[str, ...] = ("dncnn",)
+    dncnn_depth: int = 17
+    dncnn_width: int = 64
+
+    def __post_init__(self):
+        if self.width is not None:
+            _int("model", "width", self.width, 1)
+        _int("model", "target_params", self.target_params, 0)
+        b = self.baselines
+        if isinstance(b, str) or not isinstance(b, (list, tuple)):
+            raise ConfigError(f"model.baselines: expected a list, got {b!r}")
+        unknown = [x for x in b if x not in BASELINES]
+        if unknown:
+            raise ConfigError(f"model.baselines: unknown baseline(s) {unknown}; known: {list(BASELINES)}")
+        object.__setattr__(self, "baselines", tuple(b))
+        _int("model", "dncnn_depth", self.dncnn_depth, 3)
+        _int("model", "dncnn_width", self.dncnn_width, 1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Attributes:
+        protocols: ``patch`` (paper: adjacent 64x64 patches) and/or ``whole`` images.
+        max_images: score only the first N test images (0 = all 200).
+        crop: score the central ``crop`` x ``crop`` region of each test image (0 = whole).
+        examples: noisy/denoised/clean example images kept per model.
+    """
+
+    protocols: Tuple[str, ...] = ("patch", "whole")
+    max_images: int = 0
+    crop: int = 0
+    examples: int = 2
+
+    def __post_init__(self):
+        p = self.protocols
+        if isinstance(p, str):
+            p = (p,)
+        if not isinstance(p, (list, tuple)) or not p or any(x not in PROTOCOLS for x in p):
+            raise ConfigError(f"evaluate.protocols: expected a non-empty list of {list(PROTOCOLS)}, got {self.protocols!r}")
+        object.__setattr__(self, "protocols", tuple(p))
+        _int("evaluate", "max_images", self.max_images, 0)
+        if _int("evaluate", "crop", self.crop, 0) and self.crop < 11:
+            raise ConfigError(f"evaluate.crop: must be 0 (whole images) or >= 11, got {self.crop}")
+        _int("evaluate", "examples", self.examples, 0)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
@@ -132,6 +197,9 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
     seeds: Tuple[int, ...] = (0,)
     output_dir: str = "runs"
     space_preset: str = "denoise"
@@ -140,14 +208,17 @@ class ExperimentConfig:
         space = self.space.to_dict()
         return {"name": self.name, "space": {"preset": self.space_preset, **space},
                 "search": self.search.to_dict(), "data": {**asdict(self.data), "sigmas": list(self.data.sigmas)},
-                "resources": asdict(self.resources), "seeds": list(self.seeds), "output_dir": self.output_dir}
+                "resources": asdict(self.resources), "retrain": self.retrain.to_dict(),
+                "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
+                "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
+                "seeds": list(self.seeds), "output_dir": self.output_dir}
 
     @property
     def experiment_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "seeds", "output_dir")
+TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "seeds", "output_dir")
 
 
 def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> ExperimentConfig:
@@ -161,7 +232,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
         raise ConfigError(f"name: expected a non-empty experiment name without '/', got {name!r}")
     sections = {}
-    for key in ("space", "search", "data", "resources"):
+    for key in ("space", "search", "data", "resources", "retrain", "model", "evaluate"):
         value = raw.get(key) or {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of keys, got {type(value).__name__}")
@@ -179,6 +250,11 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
     _check_keys("resources", sections["resources"], ResourceConfig)
     resources = ResourceConfig(**sections["resources"])
+    retrain = RetrainConfig.from_dict(sections["retrain"])
+    _check_keys("model", sections["model"], ModelConfig)
+    model = ModelConfig(**sections["model"])
+    _check_keys("evaluate", sections["evaluate"], EvalConfig)
+    evaluate = EvalConfig(**sections["evaluate"])
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -190,7 +266,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
     return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
-                            seeds=seeds, output_dir=output_dir, space_preset=preset_name)
+                            retrain=retrain, model=model, evaluate=evaluate, seeds=seeds,
+                            output_dir=output_dir, space_preset=preset_name)
 
 
 def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:

@@ -150,6 +150,8 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     g = Genotype.from_dict(best["genotype"])
     g = Genotype(g.cells, g.levels, g.widths, provenance=provenance)
     path = g.save(exp.experiment_dir / "genotypes" / row["trial"] / "genotype.json")
+    # The per-epoch history (metrics, alpha/beta, genotype of the moment) for curves and heatmaps.
+    (path.parent / "history.json").write_text(json.dumps(state["history"], default=str))
     row.update(genotype=str(path), best_epoch=best["epoch"], **{VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM]},
                levels="-".join(map(str, g.levels)))
     return row

@@ -1,0 +1,77 @@
+"""The evaluate stage: trained models on the test set, both protocols, PSNR/SSIM, size, speed.
+
+Every model is scored on the same noisy test images (noise fixed per image by the data
+config's seed), so rows of one evaluation can be compared as ratios. Per-image results go to
+``evaluation/<label>.parquet``; the summary rows are returned and written as JSON.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from hinas.datasets import evaluate, save_results
+from hinas_core.models import load_model
+from hinas_core.network import count_parameters
+
+from .data import test_pairs
+from .experiment import ExperimentConfig
+
+
+def _device(exp: ExperimentConfig) -> torch.device:
+    return torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+
+
+def inference_seconds(model, pairs, device, repeats: int = 1) -> float:
+    """Wall time to denoise every test image whole (after one warm-up image), synchronised."""
+    xs = [torch.from_numpy(np.array(p.input, dtype=np.float32))[None, None] / 255 for p in pairs]
+    with torch.inference_mode():
+        model(xs[0].to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            for x in xs:
+                model(x.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeats
+
+
+def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label: str,
+                   out_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Score one model file; returns a summary row (PSNR/SSIM per protocol, parameters, seconds)."""
+    device = _device(exp)
+    model, spec, meta = load_model(model_file, device)
+    pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
+
+    @torch.no_grad()
+    def denoise(batch: torch.Tensor) -> torch.Tensor:
+        return model(batch.to(device)).float().cpu()
+
+    row: Dict[str, Any] = {"label": label, "kind": spec["kind"], "sigma": sigma, "params": count_parameters(model),
+                           "images": len(pairs), "dataset": exp.data.dataset, "model": str(model_file)}
+    results = []
+    for protocol in exp.evaluate.protocols:
+        r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset)
+        results.append(r)
+        row[f"psnr_{protocol}"], row[f"ssim_{protocol}"] = r.psnr, r.ssim
+    row["inference_s"] = inference_seconds(model, pairs, device)
+    row["iterations"] = meta.get("iterations")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_results(results, out_dir / f"{label}.parquet")
+    return row
+
+
+def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Evaluate ``[{label, model, sigma}, ...]``; writes evaluation/summary.json."""
+    out = exp.experiment_dir / "evaluation"
+    rows = [evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out) for m in models if m.get("model")]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+    return rows

@@ -1,0 +1,66 @@
+"""`hinas report`: a Markdown table of the evaluation beside the paper's numbers (SPEC.md)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .experiment import ExperimentConfig
+
+# HiNAS Table 5, BSD500 gray test-200, PSNR / SSIM (paper protocol).
+PAPER_BSD500 = {
+    "HiNAS (paper)": {30: (29.14, 0.8403), 50: (26.77, 0.7635), 70: (25.48, 0.7129)},
+    "N3Net (paper)": {30: (28.66, 0.8220), 50: (26.50, 0.7490), 70: (25.18, 0.6960)},
+    "BM3D (paper)": {30: (27.31, 0.7755), 50: (25.06, 0.6831), 70: (23.82, 0.6240)},
+}
+
+
+def _fmt(v, digits):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> str:
+    protocols = list(exp.evaluate.protocols)
+    head = ["model", "sigma", "params"] + [f"{m} ({p})" for p in protocols for m in ("PSNR", "SSIM")] + ["inference s", "images"]
+    lines = [f"# hinas report: {exp.name}", "",
+             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images.", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in sorted(evaluation, key=lambda r: (r["sigma"], r["label"])):
+        cells = [r["label"], f"{r['sigma']:g}", f"{r['params'] / 1e6:.3f} M"]
+        for p in protocols:
+            cells += [_fmt(r.get(f"psnr_{p}"), 2), _fmt(r.get(f"ssim_{p}"), 4)]
+        cells += [_fmt(r.get("inference_s"), 3), str(r.get("images"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    by_sigma: Dict[float, Dict[str, Dict[str, Any]]] = {}
+    for r in evaluation:
+        by_sigma.setdefault(r["sigma"], {})[r["kind"]] = r
+    ratios = [(s, d["hinas"], d["dncnn"]) for s, d in sorted(by_sigma.items()) if "hinas" in d and "dncnn" in d]
+    if ratios:
+        lines += ["", "Same-run comparison with the DnCNN baseline (same data, budget and noisy images):", "",
+                  "| sigma | PSNR gain (dB) | params ratio | inference time ratio |", "| --- | --- | --- | --- |"]
+        p = protocols[0]
+        for s, h, d in ratios:
+            lines.append(f"| {s:g} | {h[f'psnr_{p}'] - d[f'psnr_{p}']:+.2f} | {h['params'] / d['params']:.2f} | "
+                         f"{h['inference_s'] / max(d['inference_s'], 1e-12):.2f} |")
+    if exp.data.dataset == "bsd500":
+        lines += ["", "The paper's numbers (Table 5, BSD500 gray test-200, patch protocol; not re-measured here):", "",
+                  "| method | sigma 30 | sigma 50 | sigma 70 |", "| --- | --- | --- | --- |"]
+        for name, vals in PAPER_BSD500.items():
+            lines.append(f"| {name} | " + " | ".join(f"{vals[s][0]:.2f} / {vals[s][1]:.4f}" for s in (30, 50, 70)) + " |")
+    else:
+        lines += ["", f"Not comparable to the paper's numbers: the dataset is '{exp.data.dataset}', not BSD500."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(exp: ExperimentConfig, search_rows, evaluation: List[Dict[str, Any]]) -> Path:
+    path = exp.experiment_dir / "report.md"
+    path.write_text(report_markdown(exp, evaluation))
+    return path
+
+
+def load_evaluation(exp: ExperimentConfig) -> List[Dict[str, Any]]:
+    path = exp.experiment_dir / "evaluation" / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no evaluation at {path}: run `hinas run` (or its evaluate stage) first")
+    return json.loads(path.read_text())

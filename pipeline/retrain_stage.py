@@ -1,0 +1,117 @@
+"""The retrain stage: one Ray Tune trial per (model, sigma, seed), checkpointed and resumable.
+
+A *job* is a dict ``{"label", "spec", "sigma", "seed"}``: ``spec`` is a model spec (the
+network derived from a genotype, or a baseline) that :func:`hinas_core.models.build_model`
+rebuilds. Each trial trains with :class:`hinas_core.retrain.Trainer`, reports every
+``retrain.report_every`` iterations with a checkpoint, and finally writes a self-describing
+model file ``OUTPUT_DIR/NAME/models/<label>/model.pt``. A job whose model file exists for the
+same inputs (spec, retrain config, data, sigma, seed) is not redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+from hinas_core.models import ModelError, load_model, save_model
+from hinas_core.retrain import Trainer
+
+from .experiment import ExperimentConfig, experiment_from_dict
+
+CHECKPOINT_FILE = "retrain.pt"
+RETRAIN_DIR = "retrain"
+
+
+def job_inputs_hash(exp: ExperimentConfig, job: Dict[str, Any]) -> str:
+    """What decides a trained model: equal hashes mean the stage need not run again."""
+    d = exp.to_dict()
+    key = {"spec": job["spec"], "sigma": job["sigma"], "seed": job["seed"], "retrain": d["retrain"],
+           "data": {k: v for k, v in d["data"].items() if k not in ("sigmas",)}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_path(exp: ExperimentConfig, label: str) -> Path:
+    return exp.experiment_dir / "models" / label / "model.pt"
+
+
+def existing_model(exp: ExperimentConfig, job: Dict[str, Any]) -> Path | None:
+    """The job's model file if it was trained from exactly these inputs, else None."""
+    path = model_path(exp, job["label"])
+    if not path.is_file():
+        return None
+    try:
+        _, _, meta = load_model(path)
+    except ModelError:
+        return None
+    return path if meta.get("inputs_hash") == job_inputs_hash(exp, job) else None
+
+
+def retrain_trainable(config: Dict[str, Any]) -> None:
+    """Ray Tune function trainable for one retraining job (config: experiment dict, job)."""
+    from ray import tune
+
+    from .data import training_sampler
+
+    exp = experiment_from_dict(config["experiment"])
+    job = config["job"]
+    cfg = replace(exp.retrain, seed=int(job["seed"]))
+    torch.set_num_threads(max(1, int(exp.resources.cpu)))
+    device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+    trainer = Trainer(job["spec"], cfg, training_sampler(exp.data, float(job["sigma"])), device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            trainer.load_state_dict(torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True))
+    while not trainer.done:
+        metrics = trainer.run()
+        if trainer.done:
+            meta = {"label": job["label"], "sigma": job["sigma"], "seed": job["seed"], "iterations": trainer.iteration,
+                    "batch_size": cfg.batch_size, "dataset": exp.data.dataset, "params": trainer.params,
+                    "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name}
+            save_model(model_path(exp, job["label"]), job["spec"], trainer.model, meta)
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
+            tune.report({**metrics, "label": job["label"], "sigma": job["sigma"]},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False) -> List[Dict[str, Any]]:
+    """Train every job not already trained; return ``{label, model, status, ...}`` per job."""
+    from ray import tune
+
+    from .search_stage import init_ray
+
+    todo = [j for j in jobs if existing_model(exp, j) is None]
+    rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
+    if todo:
+        init_ray()
+        path = exp.experiment_dir / RETRAIN_DIR
+        trainable = tune.with_resources(retrain_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"experiment": exp.to_dict(), "job": tune.grid_search(todo)},
+                tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                                            trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
+                run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                          failure_config=tune.FailureConfig(max_failures=2), verbose=1),
+            )
+        for result in tuner.fit():
+            label = result.config["job"]["label"]
+            rows[label].update(status="ERROR" if result.error else "trained",
+                               patches_per_s=(result.metrics or {}).get("patches_per_s"),
+                               train_seconds=(result.metrics or {}).get("time_total_s"))
+    for job in jobs:
+        path = existing_model(exp, job)
+        rows[job["label"]]["model"] = str(path) if path else None
+        if path is None and rows[job["label"]]["status"] != "ERROR":
+            rows[job["label"]]["status"] = "missing"
+    return [rows[j["label"]] for j in jobs]
