@@ -63,8 +63,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"hinas search: {exc}", file=sys.stderr)
         return 2
-    search_dir = exp.experiment_dir / "search"
-    if search_dir.exists() and not args.resume:
+    from .search_stage import search_dirs
+
+    if any((exp.experiment_dir / n).exists() for n in search_dirs(exp)) and not args.resume:
         if not args.overwrite:
             print(f"hinas search: an experiment already exists at {exp.experiment_dir}; "
                   "use --resume to continue it or --overwrite to start it again", file=sys.stderr)

@@ -190,6 +190,63 @@ class EvalConfig:
         _int("evaluate", "examples", self.examples, 0)
 
 
+OPTUNA_TYPES = ("float", "int", "categorical")
+
+
+@dataclass(frozen=True)
+class OptunaConfig:
+    """Optuna (through Ray Tune's OptunaSearch) over the search hyperparameters, per sigma.
+
+    Attributes:
+        space: ``{"search.<key>": {"type": "float"|"int"|"categorical", "low", "high", "log",
+            "choices"}}``, e.g. ``search.ssim_weight`` (lambda), ``search.a_lr``,
+            ``search.w_lr``, ``search.warmup_epochs``, ``search.patience`` (the early-stop N).
+        num_samples: trials per sigma. max_concurrent: at most this many at once (0 = no limit).
+        seed: the sampler's seed. storage: an Optuna storage URL (e.g. ``sqlite:///study.db``) for a
+            persistent study shared across jobs; study_name defaults to ``<name>-sigma<s>``.
+    """
+
+    space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    num_samples: int = 4
+    max_concurrent: int = 0
+    seed: int = 0
+    storage: Optional[str] = None
+    study_name: Optional[str] = None
+
+    def __post_init__(self):
+        from hinas_core.search import SearchConfig as _S
+
+        if not isinstance(self.space, Mapping) or not self.space:
+            raise ConfigError("optuna.space: expected a non-empty mapping of search.<key> to a distribution")
+        known = {f.name: f.type for f in fields(_S)}
+        for key, dim in self.space.items():
+            where = f"optuna.space.{key}"
+            section, _, name = str(key).partition(".")
+            if section != "search" or name not in known or name == "seed":
+                raise ConfigError(f"{where}: only search.<key> can be explored; known keys are {sorted(k for k in known if k != 'seed')}")
+            if not isinstance(dim, Mapping) or dim.get("type") not in OPTUNA_TYPES:
+                raise ConfigError(f"{where}: expected {{type: float|int|categorical, ...}}, got {dim!r}")
+            extra = sorted(set(dim) - {"type", "low", "high", "log", "choices"})
+            if extra:
+                raise ConfigError(f"{where}: unknown key(s) {extra}")
+            if dim["type"] == "categorical":
+                if not isinstance(dim.get("choices"), (list, tuple)) or not dim["choices"]:
+                    raise ConfigError(f"{where}.choices: expected a non-empty list")
+            else:
+                lo, hi = dim.get("low"), dim.get("high")
+                num = (int,) if dim["type"] == "int" else (int, float)
+                if any(isinstance(v, bool) or not isinstance(v, num) for v in (lo, hi)) or not lo < hi:
+                    raise ConfigError(f"{where}: needs numeric low < high ({dim['type']}), got low={lo!r} high={hi!r}")
+                if dim.get("log") and lo <= 0:
+                    raise ConfigError(f"{where}: a log scale needs low > 0")
+        _int("optuna", "num_samples", self.num_samples, 1)
+        _int("optuna", "max_concurrent", self.max_concurrent, 0)
+        _int("optuna", "seed", self.seed, 0)
+        for k in ("storage", "study_name"):
+            if getattr(self, k) is not None and not isinstance(getattr(self, k), str):
+                raise ConfigError(f"optuna.{k}: expected a string, got {getattr(self, k)!r}")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
@@ -200,6 +257,7 @@ class ExperimentConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    optuna: Optional[OptunaConfig] = None
     seeds: Tuple[int, ...] = (0,)
     output_dir: str = "runs"
     space_preset: str = "denoise"
@@ -211,6 +269,7 @@ class ExperimentConfig:
                 "resources": asdict(self.resources), "retrain": self.retrain.to_dict(),
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
+                "optuna": None if self.optuna is None else {**asdict(self.optuna), "space": dict(self.optuna.space)},
                 "seeds": list(self.seeds), "output_dir": self.output_dir}
 
     @property
@@ -218,7 +277,7 @@ class ExperimentConfig:
         return Path(self.output_dir) / self.name
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "seeds", "output_dir")
+TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "seeds", "output_dir")
 
 
 def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> ExperimentConfig:
@@ -255,6 +314,16 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     model = ModelConfig(**sections["model"])
     _check_keys("evaluate", sections["evaluate"], EvalConfig)
     evaluate = EvalConfig(**sections["evaluate"])
+    optuna = None
+    if raw.get("optuna") is not None:
+        if not isinstance(raw["optuna"], Mapping):
+            raise ConfigError(f"optuna: expected a mapping of keys, got {type(raw['optuna']).__name__}")
+        _check_keys("optuna", raw["optuna"], OptunaConfig)
+        optuna = OptunaConfig(**raw["optuna"])
+        storage = optuna.storage
+        if storage and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+            # A relative SQLite path is relative to where the command runs, not to a trial's folder.
+            optuna = replace(optuna, storage="sqlite:///" + str((base / storage[len("sqlite:///"):]).resolve()))
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -266,7 +335,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
     return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
-                            retrain=retrain, model=model, evaluate=evaluate, seeds=seeds,
+                            retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, seeds=seeds,
                             output_dir=output_dir, space_preset=preset_name)
 
 

@@ -20,7 +20,7 @@ from .evaluate_stage import run_evaluate
 from .experiment import ExperimentConfig
 from .report import write_report
 from .retrain_stage import run_retrain
-from .search_stage import run_search
+from .search_stage import run_search, search_dirs
 
 SEARCH_SUMMARY = "search_summary.json"
 
@@ -33,7 +33,7 @@ def search_or_reuse(exp: ExperimentConfig, resume: bool) -> List[Dict[str, Any]]
                 sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas):
             print(f"hinas run: search results exist in {exp.experiment_dir}, reusing them", flush=True)
             return rows
-    return run_search(exp, resume=resume and (exp.experiment_dir / "search").exists())
+    return run_search(exp, resume=resume and any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
 
 
 def derive(exp: ExperimentConfig, search_rows: List[Dict[str, Any]]) -> Dict[float, Path]:

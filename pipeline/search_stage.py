@@ -79,42 +79,102 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _tuner(exp: ExperimentConfig, resume: bool):
+class OptunaSpace:
+    """The define-by-run space of the optuna config (a class: Tune pickles the searcher)."""
+
+    def __init__(self, space):
+        self.space = {k: dict(v) for k, v in space.items()}
+
+    def __call__(self, trial) -> None:
+        # "hp/<key>" lands in config["hp"][key] (Tune unflattens "/").
+        for key, dim in self.space.items():
+            name = "hp/" + key.split(".", 1)[1]
+            if dim["type"] == "float":
+                trial.suggest_float(name, dim["low"], dim["high"], log=bool(dim.get("log")))
+            elif dim["type"] == "int":
+                trial.suggest_int(name, dim["low"], dim["high"], log=bool(dim.get("log")))
+            else:
+                trial.suggest_categorical(name, list(dim["choices"]))
+
+
+def _optuna_searcher(exp: ExperimentConfig, sigma: float):
+    """Ray Tune's OptunaSearch over the declared search hyperparameters, seeded, maybe persistent."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    cfg = exp.optuna
+    space = OptunaSpace(cfg.space)
+    storage = optuna.storages.RDBStorage(cfg.storage) if cfg.storage else None
+    study = (cfg.study_name or exp.name) + f"-sigma{sigma:g}"
+    # The best validation PSNR a trial reached is what its genotype would be chosen by.
+    searcher = OptunaSearch(space=space, metric="es_best_psnr", mode="max", seed=cfg.seed,
+                            storage=storage, study_name=study)
+    return ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent) if cfg.max_concurrent else searcher
+
+
+def _run_config(exp: ExperimentConfig, name: str):
     from ray import tune
 
-    path = exp.experiment_dir / SEARCH_DIR
-    trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
-    if resume:
-        if not tune.Tuner.can_restore(str(path)):
-            raise FileNotFoundError(f"nothing to resume: no search experiment at {path}")
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
-                   "seed": tune.grid_search(list(exp.seeds))}
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
-                                    trial_dirname_creator=lambda t: f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"),
-        run_config=tune.RunConfig(
-            name=SEARCH_DIR,
-            storage_path=str(exp.experiment_dir),
-            stop=PSNRDecreaseStopper(exp.search.max_epochs),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=2),
-            verbose=1,
-        ),
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(exp.experiment_dir),
+        stop=PSNRDecreaseStopper(exp.search.max_epochs),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=2),
+        verbose=1,
     )
+
+
+def search_dirs(exp: ExperimentConfig) -> List[str]:
+    """Tune experiment names of the search stage: one, or one per sigma with Optuna."""
+    if exp.optuna is None:
+        return [SEARCH_DIR]
+    return [f"{SEARCH_DIR}-sigma{s:g}" for s in exp.data.sigmas]
+
+
+def _tuners(exp: ExperimentConfig, resume: bool):
+    from ray import tune
+
+    trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+    names = search_dirs(exp)
+    if resume:
+        missing = [n for n in names if not tune.Tuner.can_restore(str(exp.experiment_dir / n))]
+        if missing:
+            raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / missing[0]}")
+        return [tune.Tuner.restore(str(exp.experiment_dir / n), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True) for n in names]
+
+    def dirname(t):
+        return f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"
+
+    if exp.optuna is None:
+        param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
+                       "seed": tune.grid_search(list(exp.seeds))}
+        tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                                      trial_dirname_creator=dirname)
+        return [tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                           run_config=_run_config(exp, names[0]))]
+    tuners = []
+    for sigma, name in zip(exp.data.sigmas, names):
+        tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
+                                      max_concurrent_trials=exp.resources.max_concurrent or None,
+                                      trial_dirname_creator=dirname)
+        param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
+        tuners.append(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                                 run_config=_run_config(exp, name)))
+    return tuners
 
 
 def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, Any]]:
     """Run (or resume) the search trials; write genotypes and the summary; return summary rows."""
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
     init_ray()
-    results = _tuner(exp, resume).fit()
     rows = []
-    for result in results:
-        rows.append(_finish_trial(exp, result))
-    rows.sort(key=lambda r: (r["sigma"], r["seed"]))
+    for tuner in _tuners(exp, resume):
+        for result in tuner.fit():
+            rows.append(_finish_trial(exp, result))
+    rows.sort(key=lambda r: (r["sigma"], r["seed"], r["trial"]))
     write_summary(exp, rows)
     return rows
 
@@ -123,8 +183,10 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     from hinas_core.genotype import Genotype
 
     sigma, seed = float(result.config["sigma"]), int(result.config["seed"])
+    hp = dict(result.config.get("hp") or {})
     last = result.metrics or {}
-    row: Dict[str, Any] = {"trial": trial_label(sigma, seed), "sigma": sigma, "seed": seed,
+    label = trial_label(sigma, seed) + (f"-{last.get('trial_id', '')}" if hp else "")
+    row: Dict[str, Any] = {"trial": label, "sigma": sigma, "seed": seed, "hp": hp,
                            "status": "ERROR" if result.error else "OK", "epochs": last.get("epoch", 0),
                            "stop": PSNRDecreaseStopper.reason(last, exp.search.max_epochs),
                            "best_epoch": last.get("es_best_epoch", -1), VAL_PSNR: last.get("es_best_psnr", math.nan),
@@ -145,7 +207,7 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
         return row
     provenance = {"experiment": exp.name, "sigma": sigma, "seed": seed, "epoch": best["epoch"],
                   VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM], "epochs_run": state["epoch"],
-                  "stop": row["stop"], "config": state["config"], "space": state["space"],
+                  "stop": row["stop"], "hp": hp, "config": state["config"], "space": state["space"],
                   "data": exp.to_dict()["data"]}
     g = Genotype.from_dict(best["genotype"])
     g = Genotype(g.cells, g.levels, g.widths, provenance=provenance)

@@ -117,3 +117,22 @@ def test_search_on_real_bsd500_images(tmp_path, repo_root):
     g = Genotype.load(row["genotype"])
     assert g.provenance["data"]["dataset"] == "bsd500" and g.provenance["sigma"] == 50.0
     assert row["epochs"] <= 4 and row["val_psnr"] > 10
+
+
+def test_optuna_explores_search_hyperparameters_in_a_persistent_study(tmp_path, repo_root):
+    import optuna
+
+    db = tmp_path / "studies.db"
+    code, log = finish(hinas("search", str(repo_root / "tune_configs/tiny_optuna.yaml"), "--set", f"output_dir={tmp_path}",
+                             "--set", "optuna.num_samples=2", "--set", f"optuna.storage=sqlite:///{db}",
+                             "--set", "search.max_epochs=4", cwd=tmp_path))
+    assert code == 0, log[-3000:]
+    rows = json.loads((tmp_path / "tiny-optuna" / "search_summary.json").read_text())["trials"]
+    assert len(rows) == 2 and len({r["trial"] for r in rows}) == 2
+    assert rows[0]["hp"] != rows[1]["hp"]
+    for r in rows:
+        assert set(r["hp"]) == {"ssim_weight", "a_lr", "patience"}
+        g = Genotype.load(r["genotype"])
+        assert g.provenance["hp"] == r["hp"] and g.provenance["config"]["patience"] == r["hp"]["patience"]
+    study = optuna.load_study(study_name="tiny-optuna-sigma30", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 2
