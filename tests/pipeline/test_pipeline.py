@@ -1,0 +1,142 @@
+"""The whole pipeline end to end on CPU: hinas run, resume, report, denoise, ray job submit."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hinas_core.models import load_model
+
+pytestmark = pytest.mark.slow
+
+# The quickstart, made smaller: one sigma, a few epochs and iterations.
+SMALL = ["--set", "data.sigmas=[30]", "--set", "search.max_epochs=4", "--set", "retrain.iterations=30",
+         "--set", "retrain.report_every=15", "--set", "resources.cpu=1"]
+
+
+def hinas(*args, cwd, env=None, timeout=900):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1", **(env or {})}
+    out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory, repo_root):
+    out = tmp_path_factory.mktemp("pipeline")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"}
+    code, log = hinas("run", str(repo_root / "tune_configs/quickstart.yaml"), "--set", f"output_dir={out}", *SMALL,
+                      cwd=out, env=env)
+    assert code == 0, log[-4000:]
+    return out / "quickstart", env, log
+
+
+def test_run_produces_models_evaluation_and_report(quickstart):
+    exp_dir, _, log = quickstart
+    rows = json.loads((exp_dir / "evaluation" / "summary.json").read_text())
+    assert {r["label"] for r in rows} == {"hinas-sigma30-seed0", "dncnn-sigma30-seed0"}
+    for r in rows:
+        assert r["images"] == 5 and 5 < r["psnr_patch"] < 60 and 0 < r["ssim_whole"] <= 1
+        model, spec, meta = load_model(r["model"])
+        assert meta["iterations"] == 30 and meta["sigma"] == 30
+        assert (exp_dir / "evaluation" / f"{r['label']}.parquet").is_file()
+    report = (exp_dir / "report.md").read_text()
+    assert "hinas-sigma30-seed0" in report and "DnCNN baseline" in report and "Not comparable" in report
+    assert (exp_dir / "derived" / "sigma30" / "genotype.json").is_file()
+
+
+def test_resume_reuses_finished_stages(quickstart, repo_root):
+    exp_dir, env, _ = quickstart
+    before = {p: p.stat().st_mtime for p in (exp_dir / "models").rglob("model.pt")}
+    code, log = hinas("run", str(repo_root / "tune_configs/quickstart.yaml"), "--set", f"output_dir={exp_dir.parent}",
+                      *SMALL, "--resume", cwd=exp_dir.parent, env=env)
+    assert code == 0, log[-3000:]
+    assert "reusing" in log
+    assert {p: p.stat().st_mtime for p in (exp_dir / "models").rglob("model.pt")} == before
+
+
+def test_report_and_denoise_commands(quickstart, repo_root, tmp_path):
+    exp_dir, env, _ = quickstart
+    code, log = hinas("report", str(repo_root / "tune_configs/quickstart.yaml"), "--set", f"output_dir={exp_dir.parent}",
+                      *SMALL, "--out", str(tmp_path / "r.md"), cwd=tmp_path, env=env)
+    assert code == 0 and (tmp_path / "r.md").read_text().startswith("# hinas report")
+    from skimage import data
+    clean = data.camera()[:100, :120].astype(np.float32)
+    noisy = np.clip(clean + 30 * np.random.default_rng(0).standard_normal(clean.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    model = exp_dir / "models" / "hinas-sigma30-seed0" / "model.pt"
+    code, log = hinas("denoise", "--model", str(model), str(tmp_path / "noisy.png"), str(tmp_path / "out.png"), cwd=tmp_path)
+    assert code == 0, log
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == noisy.shape and out.dtype == np.uint8
+    (tmp_path / "not-an-image.png").write_text("hello")
+    code, log = hinas("denoise", "--model", str(model), str(tmp_path / "not-an-image.png"), str(tmp_path / "o2.png"), cwd=tmp_path)
+    assert code == 2 and "not-an-image.png" in log and "Traceback" not in log
+    assert not (tmp_path / "o2.png").exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A real Ray head on loopback (`ray start --head --block`), stopped with its process group."""
+    import shutil
+    import tempfile
+
+    port, dash = _free_port(), _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                             "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            # Jobs run in the head's environment: its `python` is this environment's.
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(address + "/api/version", timeout=2)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers (token authentication refuses an anonymous request)
+        except OSError:
+            time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the Ray head did not come up in 120 s")
+    yield address
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_pipeline_on_a_ray_head(ray_head, repo_root, tmp_path):
+    out = tmp_path / "job-out"
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "CUDA_VISIBLE_DEVICES": "",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    cmd = [ray_bin, "job", "submit", "--address", ray_head, "--working-dir", str(repo_root),
+           "--runtime-env-json", json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]}}),
+           "--", "python", "-m", "hinas.pipeline.cli", "run", "tune_configs/quickstart.yaml",
+           "--set", f"output_dir={out}", *SMALL]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
+    rows = json.loads((out / "quickstart" / "evaluation" / "summary.json").read_text())
+    assert len(rows) == 2
