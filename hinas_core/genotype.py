@@ -314,3 +314,27 @@ def _check_cells(cells) -> Tuple[CellGenotype, ...]:
             nodes.append(tuple(edges))
         out.append(tuple(nodes))
     return tuple(out)
+
+
+def replace_ops(genotype: Genotype, mapping: Mapping[str, str]) -> Genotype:
+    """The same genotype with ops swapped, e.g. ``{"conv": "def"}`` (Table 3's R1)."""
+    cells = [[[(mapping.get(op, op), inp) for op, inp in node] for node in cell] for cell in genotype.cells]
+    return Genotype(cells, genotype.levels, genotype.widths, {**genotype.provenance, "edit": f"replace_ops {dict(mapping)}"})
+
+
+def rewire(genotype: Genotype) -> Genotype:
+    """The same ops with each node's inputs moved (Table 3's R2, "rewired").
+
+    Node i's first kept input becomes the other cell input (h_{l-2} <-> h_{l-1}) when it is
+    one, and the previous node otherwise; deterministic, and always a valid cell.
+    """
+    cells = []
+    for cell in genotype.cells:
+        nodes = []
+        for i, ((op_a, a), (op_b, b)) in enumerate(cell):
+            new_a = 1 - a if a < 2 else a - 1
+            if new_a == b:  # keep two distinct inputs
+                new_a = a
+            nodes.append(sorted([(op_a, new_a), (op_b, b)], key=lambda e: e[1]))
+        cells.append(nodes)
+    return Genotype(cells, genotype.levels, genotype.widths, {**genotype.provenance, "edit": "rewire"})

@@ -140,6 +140,7 @@ class ModelConfig:
             (paper: 0.63 M); used when ``width`` is None. 0 keeps the search widths.
         baselines: baselines retrained by the same stage on the same budget (``dncnn``).
         dncnn_depth, dncnn_width: the DnCNN baseline's size (17 x 64 = 0.56 M parameters).
+        cell_edit: Table 3's modified cells: ``r1`` (every conv -> def), ``r2`` (rewired), or none.
     """
 
     width: Optional[int] = None
@@ -147,6 +148,7 @@ class ModelConfig:
     baselines: Tuple[str, ...] = ("dncnn",)
     dncnn_depth: int = 17
     dncnn_width: int = 64
+    cell_edit: Optional[str] = None
 
     def __post_init__(self):
         if self.width is not None:
@@ -161,6 +163,8 @@ class ModelConfig:
         object.__setattr__(self, "baselines", tuple(b))
         _int("model", "dncnn_depth", self.dncnn_depth, 3)
         _int("model", "dncnn_width", self.dncnn_width, 1)
+        if self.cell_edit not in (None, "r1", "r2"):
+            raise ConfigError(f"model.cell_edit: {self.cell_edit!r} is not one of [null, 'r1', 'r2']")
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     optuna: Optional[OptunaConfig] = None
+    ablation: str = ""
     seeds: Tuple[int, ...] = (0,)
     output_dir: str = "runs"
     space_preset: str = "denoise"
@@ -270,14 +275,14 @@ class ExperimentConfig:
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
                 "optuna": None if self.optuna is None else {**asdict(self.optuna), "space": dict(self.optuna.space)},
-                "seeds": list(self.seeds), "output_dir": self.output_dir}
+                "ablation": self.ablation, "seeds": list(self.seeds), "output_dir": self.output_dir}
 
     @property
     def experiment_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "seeds", "output_dir")
+TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "seeds", "output_dir")
 
 
 def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> ExperimentConfig:
@@ -334,13 +339,23 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(out, (str, os.PathLike)):
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
+    ablation = raw.get("ablation") or ""
+    if not isinstance(ablation, str):
+        raise ConfigError(f"ablation: expected a name, got {ablation!r}")
     return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
-                            retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, seeds=seeds,
+                            retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, ablation=ablation, seeds=seeds,
                             output_dir=output_dir, space_preset=preset_name)
 
 
-def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read a YAML config (``yaml.safe_load``), apply ``--set`` overrides, validate."""
+def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def read_config(path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """One YAML config as a dict; ``extends: other.yaml`` (relative to this file) is merged under it."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -356,6 +371,21 @@ def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:
         raise ConfigError(f"{path}: malformed YAML{loc}: {getattr(exc, 'problem', exc)}") from None
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty")
+    if isinstance(raw, dict) and "extends" in raw:
+        parent = raw.pop("extends")
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: extends: expected a file name, got {parent!r}")
+        parent_path = (path.parent / parent).resolve()
+        if parent_path in _seen:
+            raise ConfigError(f"{path}: extends: {parent} is part of a cycle")
+        raw = _merge(read_config(parent_path, _seen + (parent_path,)), raw)
+    return raw
+
+
+def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (``yaml.safe_load``, ``extends`` resolved), apply ``--set`` overrides, validate."""
+    path = Path(path)
+    raw = read_config(path, (path.resolve(),))
     try:
         raw = apply_overrides(raw, overrides) if isinstance(raw, dict) else raw
     except OverrideError as exc:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List
 
-from hinas_core.genotype import Genotype
+from hinas_core.genotype import Genotype, replace_ops, rewire
 from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import hinas_spec
 
@@ -53,6 +53,10 @@ def retrain_jobs(exp: ExperimentConfig, genotypes: Dict[float, Path]) -> List[Di
     jobs = []
     for sigma, path in genotypes.items():
         g = Genotype.load(path)
+        if exp.model.cell_edit == "r1":  # Table 3: every conv becomes a deformable conv
+            g = replace_ops(g, {"conv": "def"})
+        elif exp.model.cell_edit == "r2":  # Table 3: the found cell, rewired
+            g = rewire(g)
         spec = hinas_spec(g, width=exp.model.width, target_params=None if exp.model.width else exp.model.target_params or None,
                           in_channels=exp.space.in_channels, activation=exp.space.activation, output=exp.space.output)
         for seed in exp.seeds:

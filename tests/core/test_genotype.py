@@ -94,3 +94,15 @@ def test_no_input_gives_anything_but_a_genotype_or_a_genotype_error(data):
         Genotype.from_json(json.dumps(data))
     except GenotypeError:
         pass
+
+
+def test_table3_cell_edits():
+    from hinas_core.genotype import replace_ops, rewire
+
+    g = Genotype.load("example_denoise")
+    r1 = replace_ops(g, {"conv": "def"})
+    assert "conv" not in r1.ops_used() and r1.ops_used().count("def") == g.ops_used().count("def") + g.ops_used().count("conv")
+    r2 = rewire(g)
+    assert r2.ops_used() == g.ops_used() or sorted(r2.ops_used()) == sorted(g.ops_used())
+    assert r2.cells != g.cells and r2.levels == g.levels
+    assert Genotype.from_json(r2.to_json()) == r2  # still valid

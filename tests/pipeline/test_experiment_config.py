@@ -117,3 +117,27 @@ def test_no_config_produces_anything_but_a_config_or_a_config_error(raw):
         experiment_from_dict(raw)
     except ConfigError:
         pass
+
+
+def test_ablation_configs_extend_the_paper_config_and_change_one_thing(repo_root):
+    base = load_experiment(repo_root / "tune_configs/bsd500.yaml")
+    expected = {
+        "table1_ws": {}, "table1_w40": {"width_mode": "w40"}, "table1_wm": {"width_mode": "wm"},
+        "table2_mse": {"ssim_weight": 0.0}, "table3_r1": {"cell_edit": "r1"}, "table3_r2": {"cell_edit": "r2"},
+        "table4_unshared": {"cell_sharing": False}, "journal": {"tied_cells": False},
+    }
+    for key, change in expected.items():
+        exp = load_experiment(repo_root / f"tune_configs/ablation_{key}.yaml")
+        assert exp.ablation == key and exp.data.sigmas == (30.0,) and exp.retrain == (
+            base.retrain if key != "table2_mse" else exp.retrain)
+        got = {"width_mode": exp.space.width_mode, "cell_sharing": exp.space.cell_sharing, "tied_cells": exp.space.tied_cells,
+               "ssim_weight": exp.search.ssim_weight, "cell_edit": exp.model.cell_edit}
+        ref = {"width_mode": "searched", "cell_sharing": True, "tied_cells": True, "ssim_weight": 0.5, "cell_edit": None}
+        assert got == {**ref, **change}, key
+
+
+def test_extends_cycles_are_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_experiment(tmp_path / "a.yaml")
