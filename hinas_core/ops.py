@@ -149,7 +149,12 @@ DEFAULT_OPS = tuple(OPS)
 
 def check_op_names(op_names) -> tuple:
     """Validate a list of op names against :data:`OPS`; return it as a tuple."""
+    if isinstance(op_names, (str, bytes)) or not isinstance(op_names, (list, tuple)):
+        raise ValueError(f"op_names: expected a list of op names, got {op_names!r}")
     names = tuple(op_names)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ValueError(f"op_names: op names must be strings, got {bad}")
     if not names:
         raise ValueError("op_names: at least one op is needed")
     unknown = [n for n in names if n not in OPS]
