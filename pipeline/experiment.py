@@ -174,12 +174,14 @@ class EvalConfig:
         max_images: score only the first N test images (0 = all 200).
         crop: score the central ``crop`` x ``crop`` region of each test image (0 = whole).
         examples: noisy/denoised/clean example images kept per model.
+        bm3d: also score BM3D (PyPI ``bm3d``, told the true sigma) on the same noisy images.
     """
 
     protocols: Tuple[str, ...] = ("patch", "whole")
     max_images: int = 0
     crop: int = 0
     examples: int = 2
+    bm3d: bool = True
 
     def __post_init__(self):
         p = self.protocols
@@ -192,6 +194,8 @@ class EvalConfig:
         if _int("evaluate", "crop", self.crop, 0) and self.crop < 11:
             raise ConfigError(f"evaluate.crop: must be 0 (whole images) or >= 11, got {self.crop}")
         _int("evaluate", "examples", self.examples, 0)
+        if not isinstance(self.bm3d, bool):
+            raise ConfigError(f"evaluate.bm3d: expected true or false, got {self.bm3d!r}")
 
 
 OPTUNA_TYPES = ("float", "int", "categorical")

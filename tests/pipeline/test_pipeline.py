@@ -43,14 +43,19 @@ def quickstart(tmp_path_factory, repo_root):
 def test_run_produces_models_evaluation_and_report(quickstart):
     exp_dir, _, log = quickstart
     rows = json.loads((exp_dir / "evaluation" / "summary.json").read_text())
-    assert {r["label"] for r in rows} == {"hinas-sigma30-seed0", "dncnn-sigma30-seed0"}
+    assert {r["label"] for r in rows} == {"hinas-sigma30-seed0", "dncnn-sigma30-seed0", "bm3d-sigma30"}
     for r in rows:
-        assert r["images"] == 5 and 5 < r["psnr_patch"] < 60 and 0 < r["ssim_whole"] <= 1
+        assert r["images"] == 5 and 5 < r["psnr_whole"] < 60 and 0 < r["ssim_whole"] <= 1
+        if r["kind"] == "bm3d":  # scored on the same noisy images; BM3D does denoise them
+            assert r["psnr_whole"] > 22
+            continue
+        assert 5 < r["psnr_patch"] < 60
         model, spec, meta = load_model(r["model"])
         assert meta["iterations"] == 30 and meta["sigma"] == 30
         assert (exp_dir / "evaluation" / f"{r['label']}.parquet").is_file()
     report = (exp_dir / "report.md").read_text()
-    assert "hinas-sigma30-seed0" in report and "DnCNN baseline" in report and "Not comparable" in report
+    assert "hinas-sigma30-seed0" in report and "bm3d-sigma30" in report and "PSNR gain vs DnCNN" in report
+    assert "Not comparable" in report
     assert (exp_dir / "derived" / "sigma30" / "genotype.json").is_file()
 
 
@@ -139,4 +144,4 @@ def test_ray_job_submit_runs_the_pipeline_on_a_ray_head(ray_head, repo_root, tmp
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
     rows = json.loads((out / "quickstart" / "evaluation" / "summary.json").read_text())
-    assert len(rows) == 2
+    assert {r["kind"] for r in rows} == {"hinas", "dncnn", "bm3d"}
