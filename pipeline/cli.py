@@ -117,7 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"hinas run: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
     try:
         out = run_pipeline(exp, resume=args.resume)
-    except (RuntimeError, FileNotFoundError) as exc:
+    except (RuntimeError, FileNotFoundError) as exc:  # TrackingError is a RuntimeError
         print(f"hinas run: {exc}", file=sys.stderr)
         return 1
     print(Path(out["report"]).read_text())

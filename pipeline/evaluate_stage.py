@@ -65,7 +65,23 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results(results, out_dir / f"{label}.parquet")
+        if exp.evaluate.examples:
+            row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png"))
     return row
+
+
+def save_examples(denoise, pairs, path: Path) -> Path:
+    """A noisy / denoised / clean picture of the first test images (whole-image protocol)."""
+    from hinas.datasets import denoise_whole
+
+    from .figures import examples_figure, save_png
+
+    triples = []
+    for pair in pairs:
+        x = torch.from_numpy(np.array(pair.input, dtype=np.float32))[None] / 255
+        y = denoise_whole(denoise, x)[0].numpy() * 255
+        triples.append((np.asarray(pair.input), y, np.asarray(pair.target)))
+    return save_png(examples_figure(triples, [p.name for p in pairs]), path)
 
 
 def bm3d_denoiser(sigma: float):

@@ -267,6 +267,7 @@ class ExperimentConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     optuna: Optional[OptunaConfig] = None
     ablation: str = ""
+    mlflow_experiment: str = ""  # MLflow experiment the runs go to (default: name)
     seeds: Tuple[int, ...] = (0,)
     output_dir: str = "runs"
     space_preset: str = "denoise"
@@ -279,14 +280,15 @@ class ExperimentConfig:
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
                 "optuna": None if self.optuna is None else {**asdict(self.optuna), "space": dict(self.optuna.space)},
-                "ablation": self.ablation, "seeds": list(self.seeds), "output_dir": self.output_dir}
+                "ablation": self.ablation, "mlflow_experiment": self.mlflow_experiment, "seeds": list(self.seeds), "output_dir": self.output_dir}
 
     @property
     def experiment_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "seeds", "output_dir")
+TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
+             "output_dir")
 
 
 def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> ExperimentConfig:
@@ -346,8 +348,12 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     ablation = raw.get("ablation") or ""
     if not isinstance(ablation, str):
         raise ConfigError(f"ablation: expected a name, got {ablation!r}")
+    mlflow_experiment = raw.get("mlflow_experiment") or ""
+    if not isinstance(mlflow_experiment, str):
+        raise ConfigError(f"mlflow_experiment: expected a name, got {mlflow_experiment!r}")
     return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
-                            retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, ablation=ablation, seeds=seeds,
+                            retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, ablation=ablation,
+                            mlflow_experiment=mlflow_experiment, seeds=seeds,
                             output_dir=output_dir, space_preset=preset_name)
 
 

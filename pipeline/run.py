@@ -17,6 +17,7 @@ from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import hinas_spec
 
 from .evaluate_stage import run_evaluate
+from .mlflow_tracking import ABLATION, DATASET, EXPERIMENT, SIGMA, STAGE, Tracker, tracking_uri
 from .experiment import ExperimentConfig
 from .report import write_report
 from .retrain_stage import run_retrain
@@ -74,16 +75,79 @@ def baseline_spec(exp: ExperimentConfig, name: str) -> Dict[str, Any]:
     raise ValueError(f"unknown baseline {name!r}")
 
 
+def _params(exp: ExperimentConfig) -> Dict[str, Any]:
+    """The small, stable set of config values logged as the parent run's params."""
+    d = exp.to_dict()
+    pick = {"space": ("preset", "layers", "nodes", "base_width", "cell_sharing", "tied_cells", "width_mode", "ops"),
+            "search": ("ssim_weight", "patience", "stop_rule", "max_epochs", "warmup_epochs", "batch_size"),
+            "data": ("dataset", "sigmas", "patch_size", "val_protocol"),
+            "retrain": ("iterations", "batch_size", "optimizer", "lr", "ssim_weight"),
+            "model": ("width", "target_params", "baselines", "cell_edit")}
+    return {**{sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}, "ablation": exp.ablation or "none"}
+
+
+def _log_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> None:
+    from .figures import arch_figure, genotype_figure, psnr_figure
+
+    for r in rows:
+        tags = {STAGE: "search", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+        with tracker.run(f"search {r['trial']}", f"search:{r['trial']}", parent, tags,
+                         {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}}) as run_id:
+            if not r.get("genotype"):
+                continue
+            folder = Path(r["genotype"]).parent
+            history = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else []
+            for h in history:
+                tracker.log_metrics(run_id, {k: h.get(k) for k in ("val_psnr", "val_ssim", "train_loss", "arch_loss",
+                                                                   "n_skip", "none_dominant_edges", "epoch_seconds")}, step=h["epoch"])
+            tracker.log_metrics(run_id, {"best_epoch": r["best_epoch"], "best_val_psnr": r.get(VAL_PSNR),
+                                         "epochs": r["epochs"], "peak_memory_mb": r.get("peak_memory_mb")})
+            tracker.log_artifact(run_id, r["genotype"])
+            g = Genotype.load(r["genotype"])
+            tracker.log_figure(run_id, genotype_figure(g), "genotype.png")
+            if history:
+                tracker.log_artifact(run_id, folder / "history.json")
+                tracker.log_figure(run_id, psnr_figure(history), "val_psnr.png")
+                tracker.log_figure(run_id, arch_figure(history, exp.space.ops), "alpha_beta.png")
+
+
 def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
-    search_rows = search_or_reuse(exp, resume)
-    genotypes = derive(exp, search_rows)
-    jobs = retrain_jobs(exp, genotypes)
-    trained = run_retrain(exp, jobs, resume=resume)
-    failed = [t["label"] for t in trained if not t.get("model")]
-    if failed:
-        raise RuntimeError(f"retraining produced no model for {failed}")
-    evaluation = run_evaluate(exp, [{**t, "sigma": t["sigma"]} for t in trained])
-    report = write_report(exp, search_rows, evaluation)
+    tracker = Tracker(tracking_uri(exp.output_dir), exp.mlflow_experiment or exp.name)
+    tags = {STAGE: "pipeline", DATASET: exp.data.dataset, ABLATION: exp.ablation or "none", EXPERIMENT: exp.name}
+    with tracker.run(exp.name, f"pipeline:{exp.experiment_dir}", tags=tags, params=_params(exp)) as parent:
+        tracker.close_dangling(parent)
+        tracker.log_json(parent, exp.to_dict(), "config.json")
+        search_rows = search_or_reuse(exp, resume)
+        _log_search(tracker, parent, exp, search_rows)
+        genotypes = derive(exp, search_rows)
+        for sigma, path in genotypes.items():
+            tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
+        jobs = retrain_jobs(exp, genotypes)
+        trained = run_retrain(exp, jobs, resume=resume)
+        specs = {j["label"]: j["spec"] for j in jobs}
+        for t in trained:
+            tags = {STAGE: "retrain", SIGMA: t["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+            with tracker.run(f"retrain {t['label']}", f"retrain:{t['label']}", parent, tags,
+                             {"kind": t["kind"], "width": specs[t["label"]].get("width"), **exp.retrain.to_dict()}) as run_id:
+                tracker.log_metrics(run_id, {"patches_per_s": t.get("patches_per_s"), "train_seconds": t.get("train_seconds")})
+                if t.get("model"):
+                    tracker.log_artifact(run_id, t["model"], "model")
+        failed = [t["label"] for t in trained if not t.get("model")]
+        if failed:
+            raise RuntimeError(f"retraining produced no model for {failed}")
+        evaluation = run_evaluate(exp, trained)
+        for r in evaluation:
+            tags = {STAGE: "evaluate", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+            with tracker.run(f"evaluate {r['label']}", f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
+                tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
+                parquet = exp.experiment_dir / "evaluation" / f"{r['label']}.parquet"
+                if parquet.is_file():
+                    tracker.log_artifact(run_id, parquet)
+                if r.get("examples"):
+                    tracker.log_artifact(run_id, r["examples"], "figures")
+            tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
+        report = write_report(exp, search_rows, evaluation)
+        tracker.log_artifact(parent, report)
     return {"search": search_rows, "genotypes": {str(k): str(v) for k, v in genotypes.items()},
-            "retrain": trained, "evaluation": evaluation, "report": str(report)}
+            "retrain": trained, "evaluation": evaluation, "report": str(report), "mlflow_run": parent}

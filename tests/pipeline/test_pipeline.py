@@ -145,3 +145,79 @@ def test_ray_job_submit_runs_the_pipeline_on_a_ray_head(ray_head, repo_root, tmp
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
     rows = json.loads((out / "quickstart" / "evaluation" / "summary.json").read_text())
     assert {r["kind"] for r in rows} == {"hinas", "dncnn", "bm3d"}
+
+
+def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstart):
+    from mlflow import MlflowClient
+
+    _, env, _ = quickstart
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    parents = [r for r in runs if r.data.tags.get("hinas.stage") == "pipeline"]
+    assert len(parents) == 1, "a resumed pipeline must reuse its parent run"
+    parent = parents[0].info.run_id
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    stages = sorted(r.data.tags["hinas.stage"] for r in children)
+    assert stages == ["evaluate"] * 3 + ["retrain"] * 2 + ["search"]
+    search = next(r for r in children if r.data.tags["hinas.stage"] == "search")
+    assert len(client.get_metric_history(search.info.run_id, "val_psnr")) >= 3
+    figures = {a.path for a in client.list_artifacts(search.info.run_id, "figures")}
+    assert figures == {"figures/genotype.png", "figures/val_psnr.png", "figures/alpha_beta.png"}
+    assert "genotype.json" in {a.path for a in client.list_artifacts(search.info.run_id)}
+    retrain = next(r for r in children if r.data.tags["hinas.stage"] == "retrain")
+    assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model")] == ["model/model.pt"]
+    assert "report.md" in {a.path for a in client.list_artifacts(parent)}
+    assert parents[0].data.params["search.patience"] == "2" and parents[0].data.tags["hinas.dataset"] == "sample"
+
+
+def test_unreachable_tracking_server_is_one_clear_error_before_any_trial(repo_root, tmp_path):
+    port = _free_port()
+    code, log = hinas("run", str(repo_root / "tune_configs/quickstart.yaml"), "--set", f"output_dir={tmp_path}", *SMALL,
+                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, timeout=120)
+    assert code != 0 and f"127.0.0.1:{port}" in log and "unreachable" in log and "Traceback" not in log
+    assert not (tmp_path / "quickstart" / "search").exists(), "no trial may start"
+
+
+def test_tracker_against_a_real_mlflow_server(tmp_path):
+    from hinas.pipeline.mlflow_tracking import Tracker
+    from mlflow import MlflowClient
+
+    port = _free_port()
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path}/m.db",
+                               "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("mlflow server did not answer in 120 s")
+        tracker = Tracker(uri, "server-test")
+        with tracker.run("parent", "p") as parent:
+            with tracker.run("child", "c", parent, {"hinas.stage": "search"}, {"a": {"b": 1}}) as child:
+                tracker.log_metrics(child, {"val_psnr": 20.5, "bad": float("nan")}, step=1)
+                tracker.log_json(child, {"x": 1}, "thing.json")
+            with pytest.raises(ValueError):
+                with tracker.run("failing", "f", parent):
+                    raise ValueError("boom")
+        client = MlflowClient(uri)
+        c = client.get_run(child)
+        assert c.info.status == "FINISHED" and c.data.tags["mlflow.parentRunId"] == parent
+        assert c.data.params == {"a.b": "1"} and c.data.metrics == {"val_psnr": 20.5}
+        assert [a.path for a in client.list_artifacts(child)] == ["thing.json"]
+        assert client.get_run(tracker.find("f", parent)).info.status == "FAILED"
+        assert tracker.find("c", parent) == child  # a resumed stage reuses its run
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

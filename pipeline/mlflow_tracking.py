@@ -1,0 +1,159 @@
+"""MLflow tracking for the pipeline, from the driver, through ``MlflowClient`` (no global state).
+
+One parent run per pipeline; child runs (``mlflow.parentRunId``) per search trial, retraining
+job and evaluation, tagged with stage, dataset, sigma, ablation and a stable key so a resumed
+pipeline finds and reuses its runs instead of duplicating them. Every run is ended FINISHED,
+or FAILED / KILLED when the work in it raises: none is left RUNNING.
+
+Store: ``$MLFLOW_TRACKING_URI`` when set (e.g. an ``mlflow server``), else a SQLite file
+``OUTPUT_DIR/mlflow.db`` (MLflow 3 refuses the old ``./mlruns`` file store).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional
+
+STAGE = "hinas.stage"
+KEY = "hinas.key"
+DATASET = "hinas.dataset"
+SIGMA = "hinas.sigma"
+ABLATION = "hinas.ablation"
+EXPERIMENT = "hinas.experiment"
+PARENT = "mlflow.parentRunId"
+MAX_PARAM = 500  # MLflow's limit on a param value's length
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or written; the message names the URI."""
+
+
+def tracking_uri(output_dir) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, before any trial starts, when the store is unreachable."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({exc}); start it or unset "
+                                "MLFLOW_TRACKING_URI to use a local SQLite store") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"MLflow store {uri}: cannot create {folder} ({exc})") from None
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: {folder} is not writable")
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
+    """Nested config -> ``{"search.patience": "5", ...}``, values stringified and truncated."""
+    out: Dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:MAX_PARAM]
+    return out
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, artifact_location: Optional[str] = None):
+        from mlflow import MlflowClient
+
+        check_tracking(uri)
+        self.uri = uri
+        self.client = MlflowClient(uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+                experiment, artifact_location=artifact_location)
+        except Exception as exc:  # MlflowException, connection errors: one clear message
+            raise TrackingError(f"MLflow store {uri}: cannot open experiment {experiment!r} ({exc})") from None
+
+    # ---- runs ----------------------------------------------------------------------------
+    def find(self, key: str, parent: Optional[str] = None) -> Optional[str]:
+        """The run tagged with this key (under ``parent``), if one exists."""
+        filt = f"tags.`{KEY}` = '{key}'" + (f" and tags.`{PARENT}` = '{parent}'" if parent else "")
+        runs = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def start(self, name: str, key: str, parent: Optional[str] = None, tags: Optional[Mapping[str, Any]] = None,
+              params: Optional[Mapping[str, Any]] = None) -> str:
+        """Reuse the run with this key (resumed pipelines) or create it; status RUNNING."""
+        run_id = self.find(key, parent)
+        if run_id is None:
+            all_tags = {KEY: key, **{k: str(v) for k, v in (tags or {}).items()}}
+            if parent:
+                all_tags[PARENT] = parent
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+            if params:
+                self.log_params(run_id, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def run(self, name: str, key: str, parent: Optional[str] = None, tags=None, params=None) -> Iterator[str]:
+        run_id = self.start(name, key, parent, tags, params)
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self.end(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.end(run_id, "FAILED")
+            raise
+        self.end(run_id, "FINISHED")
+
+    def close_dangling(self, parent: str) -> int:
+        """Mark children of ``parent`` still RUNNING (a crashed driver's) as FAILED."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
+                                       "attributes.status = 'RUNNING'")
+        for r in runs:
+            self.end(r.info.run_id, "FAILED")
+        return len(runs)
+
+    # ---- data ----------------------------------------------------------------------------
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        flat = flatten(params)
+        existing = self.client.get_run(run_id).data.params
+        for k, v in flat.items():
+            if k not in existing:  # params are write-once in MLflow
+                self.client.log_param(run_id, k, v)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Numbers only; non-finite values (e.g. -inf before the first best) are skipped."""
+        for k, v in metrics.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            self.client.log_metric(run_id, k, float(v), step=step or 0)
+
+    def log_artifact(self, run_id: str, path, artifact_path: Optional[str] = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_json(self, run_id: str, obj: Any, name: str) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / name
+            p.write_text(json.dumps(obj, indent=2, default=str))
+            self.log_artifact(run_id, p)
+
+    def log_figure(self, run_id: str, fig, name: str) -> None:
+        from .figures import save_png
+
+        with tempfile.TemporaryDirectory() as d:
+            self.log_artifact(run_id, save_png(fig, Path(d) / name), "figures")
