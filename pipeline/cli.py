@@ -125,6 +125,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from hinas_core.genotype import Genotype, GenotypeError
+
+    from .retrain_stage import run_retrain
+    from .run import retrain_jobs
+
+    exp = _load(args, "retrain")
+    if exp is None:
+        return 2
+    try:
+        Genotype.load(args.genotype)
+    except GenotypeError as exc:
+        print(f"hinas retrain: {exc}", file=sys.stderr)
+        return 2
+    sigmas = args.sigma or list(exp.data.sigmas)
+    jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
+    rows = run_retrain(exp, jobs)
+    for r in rows:
+        print(f"{r['label']:32s} {r['status']:8s} {r.get('model') or '-'}")
+    return 0 if all(r.get("model") for r in rows) else 1
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hinas_core.models import ModelError, load_model
+
+    from .evaluate_stage import evaluate_model
+
+    exp = _load(args, "evaluate")
+    if exp is None:
+        return 2
+    rows = []
+    for path in args.model:
+        try:
+            _, _, meta = load_model(path)
+        except ModelError as exc:
+            print(f"hinas evaluate: {exc}", file=sys.stderr)
+            return 2
+        sigma = args.sigma or meta.get("sigma")
+        if sigma is None:
+            print(f"hinas evaluate: {path} does not record its noise level; give --sigma", file=sys.stderr)
+            return 2
+        rows.append(evaluate_model(exp, Path(path), float(sigma), Path(path).parent.name))
+    for r in rows:
+        scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
+        print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import load_evaluation, report_markdown
 
@@ -215,6 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue an interrupted pipeline")
     mode.add_argument("--overwrite", action="store_true", help="delete an existing experiment of the same name first")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("retrain", help="retrain the network of a genotype (and the baselines) alone",
+                       description="Run the retrain stage alone for one genotype.json, with the data, retraining "
+                                   "and model settings of an experiment config; models land in OUTPUT_DIR/NAME/models/.")
+    p.add_argument("config", help="experiment YAML (data, retrain, model and resources sections are used)")
+    p.add_argument("--genotype", required=True, metavar="FILE|NAME", help="a genotype.json or a known genotype's name")
+    p.add_argument("--sigma", type=float, action="append", help="noise level(s); default: the config's data.sigmas")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_cmd_retrain)
+
+    p = sub.add_parser("evaluate", help="evaluate trained model files on an experiment's test set",
+                       description="Score model files (both protocols, PSNR/SSIM, parameters, inference time) on the "
+                                   "test set of an experiment config, with its fixed test noise.")
+    p.add_argument("config", help="experiment YAML (data and evaluate sections are used)")
+    p.add_argument("--model", required=True, action="append", help="a model file (repeatable)")
+    p.add_argument("--sigma", type=float, help="noise level (default: the one the model was trained for)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="print the results table of a finished experiment beside the paper's numbers")
     p.add_argument("config", help="the experiment YAML the results came from")

@@ -221,3 +221,17 @@ def test_tracker_against_a_real_mlflow_server(tmp_path):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_stages_run_alone_retrain_and_evaluate(repo_root, tmp_path):
+    cfg = str(repo_root / "tune_configs/quickstart.yaml")
+    common = ["--set", f"output_dir={tmp_path}", "--set", "retrain.iterations=10", "--set", "retrain.report_every=10",
+              "--set", "model.baselines=[]", "--set", "resources.cpu=1"]
+    code, log = hinas("retrain", cfg, "--genotype", "example_denoise", "--sigma", "25", *common, cwd=tmp_path)
+    assert code == 0, log[-3000:]
+    model = tmp_path / "quickstart" / "models" / "hinas-sigma25-seed0" / "model.pt"
+    assert model.is_file()
+    code, log = hinas("evaluate", cfg, "--model", str(model), *common, cwd=tmp_path)
+    assert code == 0 and "hinas-sigma25-seed0" in log and "sigma 25" in log, log[-3000:]
+    code, log = hinas("retrain", cfg, "--genotype", str(tmp_path / "missing.json"), *common, cwd=tmp_path)
+    assert code == 2 and "missing.json" in log and "Traceback" not in log
