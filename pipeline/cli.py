@@ -218,6 +218,10 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 def _check_data(exp) -> None:
     """Fail before any trial starts when the data cannot be read (named file or setting)."""
+    if exp.data.dataset in ("sim", "rain800"):
+        from .data import stored_pairs
+
+        stored_pairs(exp.data, "test")  # names the missing or malformed folder
     if exp.data.dataset == "bsd500":
         from hinas.datasets import verify_bsd500
         from hinas.datasets.paths import bsds500_root

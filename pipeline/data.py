@@ -7,9 +7,29 @@ from typing import Callable, Mapping
 
 import torch
 
-from hinas.datasets import ImageSet, PatchSampler, evaluate, load_bsd500, noisy_pairs, sample_set, search_split
+from hinas.datasets import (ImageSet, Pair, PairPatchSampler, PairSet, PatchSampler, evaluate, load_bsd500, load_rain800,
+                            load_sim, noisy_pairs, sample_set, search_split)
 
-from .experiment import DataConfig
+from .experiment import PAIR_DATASETS, DataConfig
+
+
+def stored_pairs(cfg: DataConfig, split: str) -> PairSet:
+    """A stored-pair dataset's split, grayscale, limited to ``max_images`` for training."""
+    if not cfg.root:
+        raise ValueError(f"data.root: the {cfg.dataset} dataset needs the folder it was built or unpacked in")
+    pairs = (load_sim if cfg.dataset == "sim" else load_rain800)(cfg.root, split, gray=True)
+    if split == "train" and cfg.max_images:
+        pairs = PairSet(pairs.name, pairs.pairs[: cfg.max_images])
+    return pairs
+
+
+def crop_pairs(pairs: PairSet, size: int) -> PairSet:
+    def crop(a):
+        h, w = a.shape[:2]
+        y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        return a[y:y + size, x:x + size]
+
+    return PairSet(pairs.name, tuple(Pair(p.name, crop(p.input), crop(p.target)) for p in pairs))
 
 
 def training_images(cfg: DataConfig) -> ImageSet:
@@ -39,7 +59,10 @@ class SearchData:
 
 
 def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
-    """Train-W / Train-A samplers with fresh noise, and Validation-V with seeded, fixed noise."""
+    """Train-W / Train-A samplers with fresh noise, and Validation-V with seeded, fixed noise
+    (for stored pairs: the split of the pairs themselves)."""
+    if cfg.dataset in PAIR_DATASETS:
+        return _pair_search_data(cfg, batch_size)
     images = training_images(cfg)
     w, a, v = search_split(images, seed=cfg.split_seed, val_fraction=cfg.val_fraction).apply(images)
     if cfg.val_crop:
@@ -59,8 +82,28 @@ def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
     )
 
 
+def _pair_search_data(cfg: DataConfig, batch_size: int) -> SearchData:
+    pairs = stored_pairs(cfg, "train")
+    split = search_split(pairs.names, seed=cfg.split_seed, val_fraction=cfg.val_fraction)
+    w, a, v = (PairSet(pairs.name, tuple(pairs[i] for i in idx)) for idx in (split.train_w, split.train_a, split.val))
+    val_pairs = crop_pairs(v, cfg.val_crop) if cfg.val_crop else v
+
+    def validate(denoise):
+        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, patch=cfg.eval_patch)
+        return {"psnr": r.psnr, "ssim": r.ssim}
+
+    return SearchData(PairPatchSampler(w, cfg.patch_size), PairPatchSampler(a, cfg.patch_size), validate,
+                      max(1, math.ceil(len(w) / batch_size)), {"train_w": len(w), "train_a": len(a), "val": len(v)})
+
+
 def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0):
-    """The test set with fixed, per-image seeded noise (BSD500 test-200, or the sample set's test split)."""
+    """The test set with fixed, per-image seeded noise (BSD500 test-200, or the sample set's test split);
+    for stored pairs, their test split."""
+    if cfg.dataset in PAIR_DATASETS:
+        pairs = stored_pairs(cfg, "test")
+        if max_images:
+            pairs = PairSet(pairs.name, pairs.pairs[:max_images])
+        return crop_pairs(pairs, crop) if crop else pairs
     images = load_bsd500("test", cfg.root) if cfg.dataset == "bsd500" else sample_set("test")
     if max_images:
         images = images.subset(range(min(max_images, len(images))), images.name)
@@ -71,4 +114,6 @@ def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0
 
 def training_sampler(cfg: DataConfig, sigma: float) -> PatchSampler:
     """Retraining patches: every training image (no search split), fresh noise per sample."""
+    if cfg.dataset in PAIR_DATASETS:
+        return PairPatchSampler(stored_pairs(cfg, "train"), cfg.patch_size)
     return PatchSampler(training_images(cfg), sigma, cfg.patch_size, clip=cfg.clip)

@@ -112,7 +112,7 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Di
     """Evaluate ``[{label, model, sigma}, ...]`` (and BM3D per sigma); writes evaluation/summary.json."""
     out = exp.experiment_dir / "evaluation"
     rows = [evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out) for m in models if m.get("model")]
-    if exp.evaluate.bm3d:
+    if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         rows += [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))

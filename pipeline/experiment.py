@@ -20,7 +20,8 @@ from hinas_core.search import SearchConfig
 
 from .overrides import OverrideError, apply_overrides
 
-DATASETS = ("bsd500", "sample")
+DATASETS = ("bsd500", "sample", "sim", "rain800")
+PAIR_DATASETS = ("sim", "rain800")  # stored (degraded, clean) pairs: no sigma
 VAL_PROTOCOLS = ("patch", "whole")
 
 
@@ -52,8 +53,11 @@ class DataConfig:
     """Which images, which noise, and how validation is scored.
 
     Attributes:
-        dataset: ``bsd500`` (root from ``root`` or ``$HINAS_BSDS500_ROOT``) or ``sample``
-            (scikit-image's bundled photographs, offline).
+        dataset: ``bsd500`` (root from ``root`` or ``$HINAS_BSDS500_ROOT``), ``sample``
+            (scikit-image's bundled photographs, offline), or stored pairs: ``sim`` (a SIM-style
+            set built by ``hinas data make-sim``) and ``rain800`` (Rain800 in either layout, or
+            the stand-in built by ``hinas data make-rain-standin``), both read from ``root`` as
+            grayscale. For stored pairs ``sigmas`` is ignored: one trial per seed, labelled sigma 0.
         root: the dataset root (made absolute before any trial starts).
         sigmas: Gaussian noise levels on the 0-255 scale; one search trial per sigma and seed.
         patch_size: training crop size (paper: 64).
@@ -92,7 +96,8 @@ class DataConfig:
             sig = (sig,)
         if not isinstance(sig, (list, tuple)) or not sig:
             raise ConfigError(f"{s}.sigmas: expected a non-empty list of noise levels, got {self.sigmas!r}")
-        object.__setattr__(self, "sigmas", tuple(_positive_number(s, "sigmas", v) for v in sig))
+        object.__setattr__(self, "sigmas", tuple(_positive_number(s, "sigmas", v, allow_zero=self.dataset in PAIR_DATASETS)
+                                                 for v in sig))
         _int(s, "patch_size", self.patch_size, 11)
         _int(s, "eval_patch", self.eval_patch, 11)
         _int(s, "noise_seed", self.noise_seed, 0)
@@ -316,6 +321,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     _check_keys("data", sections["data"], DataConfig)
     data = DataConfig(**sections["data"])
     base = base_dir or Path.cwd()
+    if data.dataset in PAIR_DATASETS:
+        data = replace(data, sigmas=(0.0,))  # the pairs carry their own degradation
     if data.root is not None:
         data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
     _check_keys("resources", sections["resources"], ResourceConfig)

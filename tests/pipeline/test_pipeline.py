@@ -235,3 +235,31 @@ def test_stages_run_alone_retrain_and_evaluate(repo_root, tmp_path):
     assert code == 0 and "hinas-sigma25-seed0" in log and "sigma 25" in log, log[-3000:]
     code, log = hinas("retrain", cfg, "--genotype", str(tmp_path / "missing.json"), *common, cwd=tmp_path)
     assert code == 2 and "missing.json" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("dataset", ["sim", "rain800"])
+def test_pipeline_on_stored_pairs(dataset, repo_root, tmp_path):
+    """SIM-style noise and the rain stand-in (tiny builds from real BSDS500 images) are selectable."""
+    root = os.environ.get("HINAS_BSDS500_ROOT") or repo_root.parent / "shared" / "datasets" / "BSDS500"
+    if not (Path(root) / "images" / "train").is_dir():
+        pytest.skip("BSDS500 images not available (set HINAS_BSDS500_ROOT)")
+    from hinas.datasets import build_rain_standin, build_sim_dataset
+
+    data = tmp_path / "data"
+    if dataset == "sim":
+        build_sim_dataset(data, bsds_root=root, n_train=12, n_test=3, crop=64, cache_dir=tmp_path / "cache")
+    else:
+        build_rain_standin(data, bsds_root=root, n_train=10, n_test=2, cache_dir=tmp_path / "cache")
+    config = "sim.yaml" if dataset == "sim" else "rain800.yaml"
+    code, log = hinas("run", str(repo_root / "tune_configs" / config), "--set", f"output_dir={tmp_path}",
+                      "--set", f"data.root={data}", "--set", "space.preset=tiny", "--set", "search.max_epochs=3",
+                      "--set", "search.warmup_epochs=1", "--set", "search.batch_size=4", "--set", "search.steps_per_epoch=2",
+                      "--set", "data.patch_size=32", "--set", "data.val_fraction=0.2", "--set", "data.val_crop=64",
+                      "--set", "retrain.iterations=5", "--set", "retrain.report_every=5", "--set", "retrain.batch_size=4",
+                      "--set", "model.width=4", "--set", "model.baselines=[]", "--set", "evaluate.crop=64",
+                      "--set", "resources.cpu=1", "--set", "resources.gpu=0",
+                      cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db", "HINAS_CACHE_DIR": str(tmp_path / "cache")})
+    assert code == 0, log[-4000:]
+    rows = json.loads((tmp_path / dataset / "evaluation" / "summary.json").read_text())
+    assert [r["label"] for r in rows] == ["hinas-sigma0-seed0"] and rows[0]["dataset"] == dataset
+    assert "Not comparable" in (tmp_path / dataset / "report.md").read_text()
