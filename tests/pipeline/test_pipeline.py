@@ -89,10 +89,20 @@ def test_report_and_denoise_commands(quickstart, repo_root, tmp_path):
     assert not (tmp_path / "o2.png").exists()
 
 
+def _free_ports(n):
+    """n distinct free ports on loopback (all bound at once, so no two are the same)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
 
 
 @pytest.fixture
@@ -101,12 +111,17 @@ def ray_head(tmp_path):
     import shutil
     import tempfile
 
-    port, dash = _free_port(), _free_port()
+    # Every port of its own: another Ray in this test session (a local ray.init) holds the defaults,
+    # and a head whose dashboard agent cannot bind refuses jobs ("No available agent").
+    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")
+    port, dash, *others = _free_ports(2 + len(names))
+    own_ports = [f"--{name}={p}" for name, p in zip(names, others)]
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
     ray_bin = str(Path(sys.executable).with_name("ray"))
     proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                             "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                             "--disable-usage-stats", f"--temp-dir={temp_dir}", *own_ports],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             # Jobs run in the head's environment: its `python` is this environment's.
                             env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
@@ -149,6 +164,15 @@ def test_ray_job_submit_runs_the_pipeline_on_a_ray_head(ray_head, repo_root, tmp
     assert done.returncode == 0 and "succeeded" in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
     rows = json.loads((out / "quickstart" / "evaluation" / "summary.json").read_text())
     assert {r["kind"] for r in rows} == {"hinas", "dncnn", "bm3d"}
+    # The job wrote its MLflow runs where the runtime env pointed it: nested, finished.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id], max_results=50)
+    parent = [r for r in runs if r.data.tags.get("hinas.stage") == "pipeline"]
+    assert len(parent) == 1 and all(r.info.status == "FINISHED" for r in runs)
+    children = {r.data.tags["hinas.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
+    assert children == {"search", "retrain", "evaluate"}
 
 
 def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstart):
