@@ -52,28 +52,13 @@ def _cmd_space(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from hinas_core.config import ConfigError
+    from .search_stage import run_search, search_dirs
 
-    from .experiment import load_experiment
-    from .search_stage import run_search
-
-    try:
-        exp = load_experiment(args.config, args.set or [])
-        _check_data(exp)
-    except (ConfigError, ValueError) as exc:
-        print(f"hinas search: {exc}", file=sys.stderr)
+    exp = _load(args, "search")
+    if exp is None:
         return 2
-    from .search_stage import search_dirs
-
-    if any((exp.experiment_dir / n).exists() for n in search_dirs(exp)) and not args.resume:
-        if not args.overwrite:
-            print(f"hinas search: an experiment already exists at {exp.experiment_dir}; "
-                  "use --resume to continue it or --overwrite to start it again", file=sys.stderr)
-            return 2
-        import shutil
-
-        shutil.rmtree(exp.experiment_dir)
-    print(f"hinas search: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
+    if not _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp))):
+        return 2
     try:
         rows = run_search(exp, resume=args.resume)
     except FileNotFoundError as exc:
@@ -84,6 +69,20 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"hinas search: no genotype for {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def _start_or_refuse(exp, args, command: str, exists: bool) -> bool:
+    """An existing experiment is continued (--resume), deleted (--overwrite), or left alone."""
+    if exists and not args.resume:
+        if not args.overwrite:
+            print(f"hinas {command}: an experiment already exists at {exp.experiment_dir}; use --resume to "
+                  "continue it (finished stages are reused) or --overwrite to start it again", file=sys.stderr)
+            return False
+        import shutil
+
+        shutil.rmtree(exp.experiment_dir)
+    print(f"hinas {command}: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
+    return True
 
 
 def _load(args, command: str):
@@ -106,15 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
-    if exp.experiment_dir.exists() and not (args.resume or args.overwrite):
-        print(f"hinas run: an experiment already exists at {exp.experiment_dir}; "
-              "use --resume to continue it (finished stages are reused) or --overwrite to start again", file=sys.stderr)
+    if not _start_or_refuse(exp, args, "run", exp.experiment_dir.exists()):
         return 2
-    if args.overwrite and exp.experiment_dir.exists():
-        import shutil
-
-        shutil.rmtree(exp.experiment_dir)
-    print(f"hinas run: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
     try:
         out = run_pipeline(exp, resume=args.resume)
     except (RuntimeError, FileNotFoundError) as exc:  # TrackingError is a RuntimeError
