@@ -1,20 +1,25 @@
-"""Seconds per search step and per search epoch of the HiNAS supernet.
+"""Seconds per search epoch of the HiNAS supernet, as the search stage runs it.
 
-One search step = a weight step (SGD) on a Train-W batch + an architecture step (Adam) on a
-Train-A batch, as after the warm-up. Batches are random crops of real images (BSD500 when
---bsds-root or $HINAS_BSDS500_ROOT is given, else scikit-image's sample images) with
-Gaussian noise. An epoch of the paper's BSD500 search is ceil(147 / 12) = 13 such steps
-(one crop per Train-W image) plus validation on 6 images; this prints the step time and
-that estimate. Several DCNv2 kernels can be compared in the same run (--dcn).
+Runs :class:`hinas_core.search.Searcher` - the code the pipeline's search trials run - on
+BSD500 (Train-W / Train-A / Validation-V split of the 300 training images, 13 steps of
+batch 12 per epoch, validation on the 6 V images) with the architecture steps on, and
+prints for each mode, in one run: the median epoch time, its training part, the time of one
+weight + architecture step, and the 100-epoch projection. Modes: ``eager`` and ``graph``
+(forward + backward replayed as a CUDA graph, see ``hinas_core/steps.py``); ``--sharing``
+compares Eq. 5 with Eq. 6. ``--concurrent N`` also starts N copies of the graph-mode search
+(different sigma) as separate processes on the same GPU, as Ray does with fractional GPUs,
+and prints the wall time of their epochs together.
 
-    python benchmarks/bench_search.py --preset denoise --device cuda --dcn torchvision sampled
+    python benchmarks/bench_search.py --device cuda --bsds-root PATH --modes eager graph --concurrent 3
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
-import math
+import os
+import subprocess
 import sys
 import time
 
@@ -22,86 +27,132 @@ import numpy as np
 import torch
 
 from hinas_core import preset
-from hinas_core.loss import HiNASLoss
-from hinas_core.network import Supernet
-from hinas_core.ops import DeformConv2d
+from hinas_core.search import SearchConfig, Searcher
 
 
-def _images(root):
-    from hinas.datasets import load_bsd500, sample_set
-
-    try:
-        return load_bsd500("train", root)
-    except Exception:
-        return sample_set("train")
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def _sync(device):
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
-def time_steps(net, sampler, rng, batch, steps, warmup, device):
-    crit = HiNASLoss()
-    w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(net.arch_parameters(), lr=1e-3, weight_decay=1e-3)
-    times = []
-    for i in range(warmup + steps):
+def measure(args, cuda_graph: bool, sharing: bool, sigma: float) -> dict:
+    from hinas.pipeline.data import search_data
+    from hinas.pipeline.experiment import DataConfig
+
+    device = torch.device(args.device)
+    data = search_data(DataConfig(dataset=args.dataset, root=args.bsds_root), sigma, args.batch)
+    space = dataclasses.replace(preset(args.preset), cell_sharing=sharing)
+    cfg = SearchConfig(max_epochs=100, warmup_epochs=0, batch_size=args.batch, cuda_graph=cuda_graph,
+                       patience=10**6, seed=0)
+    searcher = Searcher(space, cfg, data.train_w, data.train_a, data.evaluate, data.steps_per_epoch, device)
+    epochs, train = [], []
+    for i in range(args.warmup + args.epochs):
         _sync(device)
         t0 = time.perf_counter()
-        for opt in (w_opt, a_opt):
-            noisy, clean = sampler.sample(rng, batch)
-            noisy, clean = noisy.to(device), clean.to(device)
-            opt.zero_grad(set_to_none=True)
-            crit(net(noisy), clean).backward()
-            opt.step()
+        m = searcher.run_epoch()
         _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times)), float(np.min(times))
+        if i >= args.warmup:
+            epochs.append(time.perf_counter() - t0)
+            train.append(m["train_seconds"])
+    epoch_s, train_s = float(np.median(epochs)), float(np.median(train))
+    peak, steps = searcher.peak_memory(), searcher.steps_per_epoch
+    del searcher  # free this search's GPU memory (graphs, pools) before the next one starts
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"mode": "graph" if cuda_graph else "eager", "sharing": sharing, "sigma": sigma,
+            "steps_per_epoch": steps, "epoch_s": epoch_s, "train_s": train_s,
+            "step_s": train_s / steps, "validation_s": epoch_s - train_s,
+            "projected_100_epochs_min": 100 * epoch_s / 60, "peak_memory_bytes": peak,
+            "epochs_timed": len(epochs)}
+
+
+def concurrent(args, n: int) -> dict:
+    """``n`` graph-mode searches (sigma 30, 50, 70, ...) as separate processes at once."""
+    sigmas = [30 + 20 * i for i in range(n)]
+    base = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--dataset", args.dataset,
+            "--preset", args.preset, "--epochs", str(args.epochs), "--warmup", str(args.warmup), "--modes", "graph",
+            "--concurrent", "0"] + (["--bsds-root", args.bsds_root] if args.bsds_root else [])
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(base + ["--sigma", str(s), "--quiet"], stdout=subprocess.PIPE, text=True) for s in sigmas]
+    rows = []
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"a concurrent search process failed (exit {p.returncode})")
+        rows.append(json.loads(out.strip().splitlines()[-1])["rows"][0])
+    wall = time.perf_counter() - t0
+    worst = max(r["epoch_s"] for r in rows)
+    return {"processes": n, "sigmas": sigmas, "epoch_s_each": [r["epoch_s"] for r in rows],
+            "projected_100_epochs_min_all": 100 * worst / 60, "wall_s_including_start": wall}
+
+
+def _write(path: str, result: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="denoise")
+    ap.add_argument("--preset", default="denoise", help="space preset (default: the paper's 4 layers x 5 nodes)")
+    ap.add_argument("--dataset", default="bsd500", choices=["bsd500", "sample"])
+    ap.add_argument("--bsds-root", default=None, help="BSDS500 root (default: $HINAS_BSDS500_ROOT)")
     ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--sigma", type=float, default=30)
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per mode (median reported)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed epochs first (graph capture, cuDNN tuning)")
+    ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=["eager", "graph"])
     ap.add_argument("--sharing", choices=["on", "off", "both"], default="on")
-    ap.add_argument("--dcn", nargs="+", default=["auto"], choices=DeformConv2d.IMPLS)
+    ap.add_argument("--concurrent", type=int, default=0, help="also time N graph-mode searches as N processes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--bsds-root", default=None)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--quiet", action="store_true", help="print only the JSON result (used by --concurrent)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from hinas.datasets import PatchSampler
-
     device = torch.device(args.device)
-    sampler = PatchSampler(_images(args.bsds_root), sigma=30, patch_size=args.size)
     rows = []
     for sharing in ([True, False] if args.sharing == "both" else [args.sharing == "on"]):
-        for impl in args.dcn:
-            torch.manual_seed(0)
-            cfg = dataclasses.replace(preset(args.preset), cell_sharing=sharing)
-            net = Supernet(cfg).to(device)
-            for m in net.modules():
-                if isinstance(m, DeformConv2d):
-                    m.impl = impl
-            med, best = time_steps(net, sampler, np.random.default_rng(0), args.batch, args.steps, args.warmup, device)
-            row = {"sharing": sharing, "dcn": impl, "step_s_median": med, "step_s_min": best,
-                   "epoch_s_estimate": med * math.ceil(147 / args.batch)}
+        for mode in args.modes:
+            row = measure(args, mode == "graph", sharing, args.sigma)
             rows.append(row)
-            print(f"sharing={'on ' if sharing else 'off'} dcn={impl:12s} search step (W+A) median {med * 1000:8.1f} ms"
-                  f" (min {best * 1000:.1f}); paper-epoch training estimate {row['epoch_s_estimate']:.1f} s", flush=True)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    result = {"preset": args.preset, "batch": args.batch, "size": args.size, "device": name,
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}
+            if not args.quiet:
+                print(f"sharing={'on ' if sharing else 'off'} {mode:5s} epoch {row['epoch_s']:6.2f} s "
+                      f"(training {row['train_s']:.2f} s = {row['steps_per_epoch']} x {row['step_s'] * 1000:.0f} ms W+A step, "
+                      f"validation {row['validation_s']:.2f} s); 100 epochs {row['projected_100_epochs_min']:.1f} min; "
+                      f"peak {row['peak_memory_bytes'] / 2**30:.1f} GiB", flush=True)
+    result = {"preset": args.preset, "batch": args.batch, "device": _device_name(device), "torch": torch.__version__,
+              "rows": rows}
+    base = {r["sharing"]: r for r in rows if r["mode"] == "eager"}
+    for r in rows:
+        if r["mode"] == "graph" and r["sharing"] in base:
+            r["speedup_vs_eager"] = base[r["sharing"]]["epoch_s"] / r["epoch_s"]
+            if not args.quiet:
+                print(f"graph / eager speed-up (sharing={'on' if r['sharing'] else 'off'}): {r['speedup_vs_eager']:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        _write(args.json, result)
+    if args.concurrent:
+        try:
+            c = concurrent(args, args.concurrent)
+        except SystemExit as exc:  # keep the single-search figures; say why the rest is missing
+            result["concurrent"] = {"error": str(exc)}
+            print(f"concurrent run failed: {exc}", flush=True)
+            if args.json:
+                _write(args.json, result)
+            return 1
+        result["concurrent"] = c
+        print(f"{c['processes']} searches at once (sigma {c['sigmas']}): epochs of "
+              + ", ".join(f"{s:.2f}" for s in c["epoch_s_each"])
+              + f" s; all three 100-epoch searches in {c['projected_100_epochs_min_all']:.1f} min", flush=True)
+    if args.json:
+        _write(args.json, result)
+    if args.quiet:
+        print(json.dumps(result))
     return 0
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .genotype import CellGenotype, num_edges
-from .ops import NONE, OPS
+from .ops import NONE, OPS, ActConvBN
 
 
 class MixedOp(nn.Module):
@@ -31,9 +31,16 @@ class MixedOp(nn.Module):
         self._active = [k for k, name in enumerate(self.op_names) if name != NONE]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = None
+        out, a = None, None
         for k in self._active:
-            y = weights[k] * self.ops[k](x)
+            op = self.ops[k]
+            if isinstance(op, ActConvBN):
+                if a is None:  # the ops' activations are identical: compute (and store) one
+                    a = op[0](x)
+                y = op.after_activation(a)
+            else:
+                y = op(x)
+            y = weights[k] * y
             out = y if out is None else out + y
         return out
 

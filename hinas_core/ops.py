@@ -6,11 +6,12 @@ deformable sampling for receptive field). Every convolutional op is activation -
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.ops import deform_conv2d
 
 ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
@@ -28,31 +29,47 @@ def activation(name: str) -> nn.Module:
 
 
 def deform_conv2d_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
-                          mask: torch.Tensor) -> torch.Tensor:
+                          mask: torch.Tensor, recompute: Optional[bool] = None) -> torch.Tensor:
     """Modulated deformable 3x3 convolution (stride 1, padding 1) by bilinear sampling.
 
     The same function as ``torchvision.ops.deform_conv2d(x, offset, weight, padding=1,
     mask=mask)`` (offsets as (dy, dx) per tap, row-major taps, zeros outside the image),
-    written with ``grid_sample``: each of the 9 taps samples the input at its shifted
-    positions, and one contraction with the weights finishes the convolution.
+    written with one ``grid_sample`` over all 9 taps and one 1x1 convolution over
+    (channel, tap). The sampled columns are 9x the input; with ``recompute`` (default: on
+    CUDA) they are not kept for backward but sampled again there, so the op stores about
+    what torchvision's kernel stores.
 
     Shapes: x (B, C, H, W); offset (B, 18, H, W); weight (O, C, 3, 3); mask (B, 9, H, W).
     """
+    if recompute is None:
+        recompute = x.is_cuda
+    if recompute and torch.is_grad_enabled():
+        return checkpoint(_sampled, x, offset, weight, mask, use_reentrant=False, preserve_rng_state=False)
+    return _sampled(x, offset, weight, mask)
+
+
+def _sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
-    ys = torch.arange(h, dtype=x.dtype, device=x.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, w)
+    o = weight.shape[0]
+    taps = torch.arange(9, device=x.device)
+    ky = (taps // 3 - 1).to(x.dtype).view(1, 9, 1, 1)
+    kx = (taps % 3 - 1).to(x.dtype).view(1, 9, 1, 1)
+    ys = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
     off = offset.view(b, 9, 2, h, w)
+    py = ys + ky + off[:, :, 0]  # (B, 9, H, W): where tap k of output pixel (y, x) reads
+    px = xs + kx + off[:, :, 1]
     # align_corners=True maps -1/+1 to the first/last pixel centres: pixel p -> 2p/(n-1) - 1.
     sy, sx = 2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)
-    taps = []
-    for k in range(9):
-        py = ys + (k // 3 - 1) + off[:, k, 0]
-        px = xs + (k % 3 - 1) + off[:, k, 1]
-        grid = torch.stack((px * sx - 1, py * sy - 1), dim=-1)  # (B, H, W, 2) as (x, y)
-        taps.append(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-                    * mask[:, k : k + 1])
-    cols = torch.stack(taps, dim=2)  # (B, C, 9, H, W)
-    return torch.einsum("bckhw,ock->bohw", cols, weight.reshape(weight.shape[0], c, 9))
+    grid = torch.stack((px * sx - 1, py * sy - 1), dim=-1).view(b, 9 * h, w, 2)  # (x, y), taps stacked in H
+    # One sampling pass for all 9 taps, then the contraction over (channel, tap) as a 1x1 conv.
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    cols = cols.view(b, c, 9, h, w) * mask.unsqueeze(1)
+    return F.conv2d(cols.view(b, c * 9, h, w), weight.reshape(o, c * 9, 1, 1))
+
+
+def _on_default_stream(device: torch.device) -> bool:
+    return torch.cuda.current_stream(device) == torch.cuda.default_stream(device)
 
 
 class DeformConv2d(nn.Module):
@@ -63,8 +80,10 @@ class DeformConv2d(nn.Module):
     tap modulated by sigmoid(0) = 0.5, as in DCNv2.
 
     ``impl``: ``torchvision`` (``torchvision.ops.deform_conv2d``), ``sampled``
-    (:func:`deform_conv2d_sampled`, the same function) or ``auto`` (the default: sampled on
-    CPU, where torchvision's backward is several times slower, torchvision elsewhere).
+    (:func:`deform_conv2d_sampled`, the same function) or ``auto`` (the default): sampled on
+    CPU, where torchvision's backward is several times slower, and on CUDA off the default
+    stream, i.e. while a CUDA graph is warmed up or captured (torchvision's backward has
+    been seen to fault there); torchvision otherwise.
     """
 
     IMPLS = ("auto", "torchvision", "sampled")
@@ -87,7 +106,7 @@ class DeformConv2d(nn.Module):
         offset, mask = om[:, :18], om[:, 18:].sigmoid()
         impl = self.impl
         if impl == "auto":
-            impl = "sampled" if x.device.type == "cpu" else "torchvision"
+            impl = "torchvision" if x.is_cuda and _on_default_stream(x.device) else "sampled"
         if impl == "sampled":
             return deform_conv2d_sampled(x, offset, self.weight, mask)
         return deform_conv2d(x, offset, self.weight, padding=1, mask=mask)
@@ -100,8 +119,16 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-def _act_conv_bn(conv: nn.Module, channels: int, affine: bool, act: str) -> nn.Sequential:
-    return nn.Sequential(activation(act), conv, nn.BatchNorm2d(channels, affine=affine))
+class ActConvBN(nn.Sequential):
+    """activation -> conv -> BN. A mixed edge applies the activation once for all its ops
+    (they share it) and calls :meth:`after_activation` on the result."""
+
+    def after_activation(self, a: torch.Tensor) -> torch.Tensor:
+        return self[2](self[1](a))
+
+
+def _act_conv_bn(conv: nn.Module, channels: int, affine: bool, act: str) -> ActConvBN:
+    return ActConvBN(activation(act), conv, nn.BatchNorm2d(channels, affine=affine))
 
 
 def conv3x3(c: int, affine: bool = True, act: str = "relu") -> nn.Module:

@@ -30,6 +30,7 @@ from .loss import HiNASLoss
 from .metrics import VAL_PSNR, VAL_SSIM
 from .network import Supernet
 from .ops import NONE
+from .steps import GradStep, graph_pool
 
 
 class Sampler(Protocol):
@@ -55,6 +56,9 @@ class SearchConfig:
         loss_average: average the two loss terms, as the official journal code does.
         patience: the early-stop N. stop_rule: ``decrease`` or ``below_best`` (see early_stop).
         seed: seeds the supernet's initialisation and every random draw of the search.
+        cuda_graph: on CUDA, replay each step's forward + backward as a CUDA graph
+            (:mod:`hinas_core.steps`); the same computation, launched once instead of
+            thousands of times. Ignored on CPU.
     """
 
     max_epochs: int = 100
@@ -73,6 +77,7 @@ class SearchConfig:
     patience: int = 5
     stop_rule: str = "decrease"
     seed: int = 0
+    cuda_graph: bool = True
 
     def __post_init__(self):
         positive_ints = ("max_epochs", "batch_size", "patience")
@@ -128,6 +133,9 @@ class Searcher:
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=config.w_lr,
                                      momentum=config.w_momentum, weight_decay=config.w_weight_decay)
         self.a_opt = torch.optim.Adam(self.model.arch_parameters(), lr=config.a_lr, weight_decay=config.a_weight_decay)
+        pool = graph_pool(self.device) if config.cuda_graph else None
+        self.w_step = GradStep(self.model, self.criterion, self.model.weight_parameters(), config.cuda_graph, pool)
+        self.a_step = GradStep(self.model, self.criterion, self.model.arch_parameters(), config.cuda_graph, pool)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=config.max_epochs, eta_min=config.w_lr_min)
         self.rng = np.random.Generator(np.random.PCG64(config.seed))
         self.rule = EarlyStopRule(patience=config.patience, rule=config.stop_rule)
@@ -144,15 +152,36 @@ class Searcher:
         noisy, clean = sampler.sample(self.rng, self.config.batch_size)
         return noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
 
-    def _step(self, optimizer, sampler: Sampler, clip_params=None) -> float:
-        noisy, clean = self._batch(sampler)
-        optimizer.zero_grad(set_to_none=True)
-        loss = self.criterion(self.model(noisy), clean)
-        loss.backward()
-        if clip_params is not None and self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(clip_params, self.config.grad_clip)
+    def _step(self, step: GradStep, optimizer, batch: Tuple[torch.Tensor, torch.Tensor], clip: bool = False) -> torch.Tensor:
+        loss = step(*batch)
+        if clip and self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(step.params, self.config.grad_clip)
         optimizer.step()
-        return loss.item()
+        return loss
+
+    def train_steps(self, steps: int, arch_active: bool) -> Tuple[List[float], List[float]]:
+        """``steps`` weight steps, each followed by an architecture step when ``arch_active``.
+
+        Returns the losses of both. The host reads them once at the end, so it can run ahead
+        of the GPU; the order of random draws is the same in every mode.
+        """
+        w_losses, a_losses = [], []
+        first = None
+        if self.config.cuda_graph and self.device.type == "cuda" and self.w_step.graph is None:
+            # Warm both steps up (on the first weight batch) before either is captured: the
+            # pool they share then grows into memory the eager passes have given back.
+            first = self._batch(self.train_w)
+            self.w_step.warm_up(*first)
+            self.a_step.warm_up(*first)
+            self.w_step.capture()
+            self.a_step.capture()
+        for i in range(steps):
+            batch = first if i == 0 and first is not None else self._batch(self.train_w)
+            w_losses.append(self._step(self.w_step, self.w_opt, batch, clip=True))
+            if arch_active:  # first-order: alpha/beta step on Train-A with the weights as they are
+                a_losses.append(self._step(self.a_step, self.a_opt, self._batch(self.train_a)))
+        return [float(v) for v in torch.stack(w_losses).tolist()], \
+            [float(v) for v in torch.stack(a_losses).tolist()] if a_losses else []
 
     def run_epoch(self) -> Dict[str, Any]:
         """Train one epoch, validate, derive, update the rule; return the epoch's metrics."""
@@ -164,13 +193,8 @@ class Searcher:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.model.train()
-        w_losses, a_losses = [], []
-        weights = self.model.weight_parameters()
         lr = self.w_opt.param_groups[0]["lr"]
-        for _ in range(self.steps_per_epoch):
-            w_losses.append(self._step(self.w_opt, self.train_w, weights))
-            if arch_active:  # first-order: alpha/beta step on Train-A with the weights as they are
-                a_losses.append(self._step(self.a_opt, self.train_a))
+        w_losses, a_losses = self.train_steps(self.steps_per_epoch, arch_active)
         self.schedule.step()
         train_seconds = time.perf_counter() - t0
         val = self.validate()

@@ -50,7 +50,8 @@ def test_unknown_op_names_are_rejected():
         check_op_names(["conv", "conv"])
 
 
-def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients(recompute):
     from torchvision.ops import deform_conv2d
 
     from hinas_core.ops import deform_conv2d_sampled
@@ -61,7 +62,7 @@ def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients():
     off = (2 * torch.randn(2, 18, 7, 9, dtype=torch.float64)).requires_grad_()  # reaches past borders
     mask = torch.rand(2, 9, 7, 9, dtype=torch.float64, requires_grad=True)
     ref = deform_conv2d(x, off, w, padding=1, mask=mask)
-    out = deform_conv2d_sampled(x, off, w, mask)
+    out = deform_conv2d_sampled(x, off, w, mask, recompute=recompute)
     torch.testing.assert_close(out, ref)
     g_ref = torch.autograd.grad(ref.pow(2).sum(), (x, w, off, mask))
     g_out = torch.autograd.grad(out.pow(2).sum(), (x, w, off, mask))

@@ -1,0 +1,97 @@
+"""Inference time for the BSD500 test-200 images: a HiNAS network next to DnCNN, in one run.
+
+Each model denoises the 200 noisy test images (whole images, 321x481 or 481x321; images of
+one orientation are batched), timed from tensors already on the device to outputs on the
+device, in fp32 and with bf16 autocast. A model is either a trained model file (``--model``)
+or built at random from a spec (speed does not depend on the weights). Prints seconds per
+model and precision and the HiNAS / DnCNN ratio.
+
+    python benchmarks/bench_inference.py --device cuda --bsds-root PATH [--model models/hinas_sigma30.pt]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hinas_core.genotype import Genotype
+from hinas_core.models import build_model, hinas_spec, load_model
+
+
+def batches(root, sigma: float, device, batch: int):
+    from hinas.datasets import load_bsd500, noisy_pairs
+
+    pairs = noisy_pairs(load_bsd500("test", root), sigma, seed=0)
+    by_shape = {}
+    for p in pairs:
+        by_shape.setdefault(p.input.shape[:2], []).append(p.input)
+    out = []
+    for imgs in by_shape.values():
+        for i in range(0, len(imgs), batch):
+            out.append(torch.from_numpy(np.stack(imgs[i:i + batch])[:, None].astype(np.float32)).to(device))
+    return out, len(pairs)
+
+
+@torch.no_grad()
+def time_model(model, inputs, device, bf16: bool, repeats: int) -> float:
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    times = []
+    for _ in range(repeats + 1):  # the first pass is warm-up (cuDNN autotuning)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        with ctx:
+            for x in inputs:
+                model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="a trained HiNAS model file (default: the example genotype at 0.63 M parameters)")
+    ap.add_argument("--bsds-root", default=None, help="BSDS500 root (default: $HINAS_BSDS500_ROOT)")
+    ap.add_argument("--sigma", type=float, default=30)
+    ap.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    if args.model:
+        hinas, _, _ = load_model(args.model, device)
+    else:
+        hinas = build_model(hinas_spec(Genotype.load("example_denoise"), target_params=630_000)).to(device)
+    dncnn = build_model({"kind": "dncnn", "depth": 17, "width": 64, "in_channels": 1}).to(device)
+    inputs, n = batches(args.bsds_root, args.sigma, device, args.batch)
+    rows = []
+    for name, model in (("hinas", hinas.eval()), ("dncnn", dncnn.eval())):
+        params = sum(p.numel() for p in model.parameters())
+        for bf16 in (False, True):
+            s = time_model(model, inputs, device, bf16, args.repeats)
+            rows.append({"model": name, "params": params, "precision": "bf16" if bf16 else "fp32", "seconds": s,
+                         "images": n})
+            print(f"{name:6s} ({params / 1e6:.2f} M) {'bf16' if bf16 else 'fp32'}: {n} images in {s:.3f} s", flush=True)
+    ratios = {}
+    for prec in ("fp32", "bf16"):
+        h, d = (next(r["seconds"] for r in rows if r["model"] == m and r["precision"] == prec) for m in ("hinas", "dncnn"))
+        ratios[prec] = h / d
+        print(f"HiNAS / DnCNN time ({prec}): {h / d:.2f}x")
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "torch": torch.__version__, "batch": args.batch, "rows": rows, "ratio_hinas_dncnn": ratios}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""One training step's forward, loss and backward, run eagerly or replayed as a CUDA graph.
+
+At batch 12 of 64x64 patches every kernel of the supernet is tiny, so an eager step is
+bound by the CPU launching a few thousand of them. :class:`GradStep` captures forward, loss
+and backward once into a CUDA graph and afterwards replays it with one launch; the
+optimiser step stays eager (a handful of multi-tensor kernels), so learning-rate schedules,
+gradient clipping and checkpoint restores keep working unchanged.
+
+Contract (both modes): after ``loss = step(noisy, clean)`` every tensor in ``params`` holds
+this batch's gradient in ``.grad``, no other parameter's ``.grad`` is touched, and ``loss``
+is a detached 0-d tensor on the model's device (reading it is the caller's choice, so the
+host need not wait for the GPU every step). Never call ``optimizer.zero_grad()`` on these
+parameters: in graph mode ``.grad`` must stay the tensor the graph writes into.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class GradStep:
+    """``loss = step(noisy, clean)``: forward + loss + backward into ``params``' gradients.
+
+    Args:
+        model, criterion: the step computes ``criterion(model(noisy), clean)``.
+        params: the leaves whose gradients are wanted (e.g. only the weights, or only alpha
+            and beta): backward computes nothing for the others.
+        cuda_graph: capture and replay a CUDA graph (CUDA only; otherwise eager). The graph
+            is captured on the first call, after a few eager warm-up passes on a side stream
+            whose effect on BatchNorm's running statistics is undone; a new batch shape
+            captures again.
+        pool: a graph memory pool shared with other steps that are never replayed at the same
+            time (e.g. the weight and architecture steps of one search).
+    """
+
+    WARMUP = 3
+
+    def __init__(self, model: nn.Module, criterion: Criterion, params: Sequence[torch.Tensor],
+                 cuda_graph: bool = False, pool=None):
+        self.model, self.criterion, self.params = model, criterion, list(params)
+        self.cuda_graph = cuda_graph
+        self.pool = pool
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self._x = self._y = self._loss = None
+
+    def _eager(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        for p in self.params:
+            p.grad = None
+        loss = self.criterion(self.model(noisy), clean)
+        loss.backward(inputs=self.params)
+        return loss.detach()
+
+    def __call__(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        if not (self.cuda_graph and noisy.is_cuda):
+            return self._eager(noisy, clean)
+        if self.graph is None or noisy.shape != self._x.shape or clean.shape != self._y.shape:
+            self.warm_up(noisy, clean)
+            self.capture()
+        self._x.copy_(noisy, non_blocking=True)
+        self._y.copy_(clean, non_blocking=True)
+        self.graph.replay()
+        return self._loss.clone()
+
+    def warm_up(self, noisy: torch.Tensor, clean: torch.Tensor) -> None:
+        """Eager passes on a side stream before :meth:`capture` (cuDNN autotuning, lazy
+        allocations). Steps that share a pool should all warm up before any captures, so
+        the eager passes' memory is returned before the pool grows."""
+        self._x, self._y = noisy.clone(), clean.clone()
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        side = torch.cuda.Stream(device=noisy.device)
+        side.wait_stream(torch.cuda.current_stream(noisy.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                self._eager(self._x, self._y)
+        torch.cuda.current_stream(noisy.device).wait_stream(side)
+        with torch.no_grad():  # the warm-up passes were not training steps: undo BN statistics
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
+        for p in self.params:
+            p.grad = None
+        torch.cuda.empty_cache()  # give the warm-up's cached blocks back for the graph pool
+
+    def capture(self) -> None:
+        """Record forward + loss + backward on the warmed-up static batch."""
+        for p in self.params:
+            p.grad = None  # the graph allocates them from its pool and writes (not adds) into them
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=self.pool):
+            loss = self.criterion(self.model(self._x), self._y)
+            loss.backward(inputs=self.params)
+            self._loss = loss.detach()
+
+
+def graph_pool(device: torch.device):
+    """A CUDA graph memory pool handle for ``device`` (None off CUDA)."""
+    if torch.device(device).type != "cuda":
+        return None
+    with torch.cuda.device(device):
+        return torch.cuda.graph_pool_handle()

@@ -1,0 +1,126 @@
+"""GradStep: the training step's forward + backward, eager and as a CUDA graph."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hinas_core import preset
+from hinas_core.loss import HiNASLoss
+from hinas_core.network import Supernet
+from hinas_core.ops import DeformConv2d
+from hinas_core.search import SearchConfig, Searcher
+from hinas_core.steps import GradStep
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+class NoiseSampler:
+    def __init__(self, size=16):
+        self.size = size
+
+    def sample(self, rng, batch_size):
+        clean = torch.from_numpy(rng.random((batch_size, 1, self.size, self.size), dtype=np.float32))
+        return clean + 0.1 * torch.from_numpy(rng.standard_normal(clean.shape, dtype=np.float32)), clean
+
+
+def _tiny(device="cpu"):
+    torch.manual_seed(0)
+    return Supernet(preset("tiny")).to(device)
+
+
+def _same_kernels(net):
+    """Eager and graph mode would otherwise differ in DCNv2 kernel (torchvision vs sampled)."""
+    for m in net.modules():
+        if isinstance(m, DeformConv2d):
+            m.impl = "sampled"
+    return net
+
+
+def _batch(device="cpu", seed=0):
+    return NoiseSampler().sample(np.random.default_rng(seed), 3) if device == "cpu" else \
+        tuple(t.to(device) for t in NoiseSampler().sample(np.random.default_rng(seed), 3))
+
+
+def test_eager_step_fills_exactly_the_requested_gradients():
+    net = _tiny()
+    crit = HiNASLoss()
+    noisy, clean = _batch()
+    arch = GradStep(net, crit, net.arch_parameters())
+    loss = arch(noisy, clean)
+    assert loss.ndim == 0 and not loss.requires_grad
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.arch_parameters())
+    assert all(p.grad is None for p in net.weight_parameters())
+    weights = GradStep(net, crit, net.weight_parameters())
+    before = [p.grad.clone() for p in net.arch_parameters()]
+    weights(noisy, clean)
+    assert sum(p.grad is not None for p in net.weight_parameters()) > 0.9 * len(net.weight_parameters())
+    # the arch gradients were left alone, and a second call replaces (does not add to) gradients
+    assert all(torch.equal(b, p.grad) for b, p in zip(before, net.arch_parameters()))
+    arch(noisy, clean)
+    assert all(torch.allclose(b, p.grad) for b, p in zip(before, net.arch_parameters()))
+
+
+def test_eager_step_gradient_equals_autograd_reference():
+    net = _tiny()
+    crit = HiNASLoss()
+    noisy, clean = _batch()
+    ref = torch.autograd.grad(crit(net(noisy), clean), net.arch_parameters())
+    GradStep(net, crit, net.arch_parameters())(noisy, clean)
+    for r, p in zip(ref, net.arch_parameters()):
+        torch.testing.assert_close(p.grad, r)
+
+
+def test_search_without_graphs_is_the_same_on_cpu_whatever_the_switch():
+    """cuda_graph only acts on CUDA: on CPU both settings give identical searches."""
+    results = []
+    for graph in (False, True):
+        cfg = SearchConfig(max_epochs=2, warmup_epochs=1, batch_size=2, cuda_graph=graph, seed=3)
+        s = Searcher(preset("tiny"), cfg, NoiseSampler(), NoiseSampler(), lambda d: {"psnr": 20.0, "ssim": 0.5}, 2)
+        s.run_epoch(), s.run_epoch()
+        results.append((s.model.alpha.detach().clone(), [h["train_loss"] for h in s.history]))
+    assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
+
+
+@cuda
+@pytest.mark.parametrize("sharing", [True, False])
+def test_graph_step_matches_eager_step_on_cuda(sharing):
+    space = dataclasses.replace(preset("tiny"), cell_sharing=sharing)
+    nets = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        net = _same_kernels(Supernet(space).cuda())
+        crit = HiNASLoss()
+        step = GradStep(net, crit, net.weight_parameters(), cuda_graph=graph)
+        opt = torch.optim.SGD(net.weight_parameters(), lr=0.01, momentum=0.9)
+        losses = []
+        for i in range(4):
+            losses.append(step(*_batch("cuda", seed=i)).item())
+            opt.step()
+        nets.append((net, losses))
+    (eager, le), (graphed, lg) = nets
+    np.testing.assert_allclose(lg, le, rtol=1e-4)
+    for a, b in zip(eager.state_dict().values(), graphed.state_dict().values()):
+        torch.testing.assert_close(b.float(), a.float(), rtol=1e-3, atol=1e-4)
+
+
+@cuda
+def test_graph_search_follows_the_eager_search_on_cuda():
+    out = []
+    for graph in (False, True):
+        cfg = SearchConfig(max_epochs=3, warmup_epochs=1, batch_size=4, cuda_graph=graph, seed=1)
+        s = Searcher(preset("tiny"), cfg, NoiseSampler(), NoiseSampler(), lambda d: {"psnr": 20.0, "ssim": 0.5}, 3, "cuda")
+        _same_kernels(s.model)
+        for _ in range(3):
+            s.run_epoch()
+        out.append(s)
+    eager, graphed = out
+    np.testing.assert_allclose([h["train_loss"] for h in graphed.history], [h["train_loss"] for h in eager.history],
+                               rtol=1e-3)
+    torch.testing.assert_close(graphed.model.alpha, eager.model.alpha, rtol=1e-3, atol=1e-5)
+    # resuming a graph-mode search from its state continues it (the graph is captured again)
+    state = graphed.state_dict()
+    cfg = SearchConfig(max_epochs=4, warmup_epochs=1, batch_size=4, cuda_graph=True, seed=1)
+    again = Searcher(preset("tiny"), cfg, NoiseSampler(), NoiseSampler(), lambda d: {"psnr": 20.0, "ssim": 0.5}, 3, "cuda")
+    again.load_state_dict(state)
+    assert np.isfinite(again.run_epoch()["train_loss"])
