@@ -2,7 +2,8 @@
 
 Each model denoises the 200 noisy test images (whole images, 321x481 or 481x321; images of
 one orientation are batched), timed from tensors already on the device to outputs on the
-device, in fp32 and with bf16 autocast. A model is either a trained model file (``--model``)
+device, in fp32 and with bf16 autocast, as trained and with BatchNorm folded into the convs
+(``hinas_core.inference.fold_batchnorm``, plus channels-last memory for bf16). A model is either a trained model file (``--model``)
 or built at random from a spec (speed does not depend on the weights). Prints seconds per
 model and precision and the HiNAS / DnCNN ratio.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import sys
 import time
@@ -20,13 +22,17 @@ import numpy as np
 import torch
 
 from hinas_core.genotype import Genotype
+from hinas_core.inference import fold_batchnorm
 from hinas_core.models import build_model, hinas_spec, load_model
 
 
-def batches(root, sigma: float, device, batch: int):
+def batches(root, sigma: float, device, batch: int, max_images: int = 0):
     from hinas.datasets import load_bsd500, noisy_pairs
 
-    pairs = noisy_pairs(load_bsd500("test", root), sigma, seed=0)
+    images = load_bsd500("test", root)
+    if max_images:
+        images = images.subset(range(min(max_images, len(images))), images.name)
+    pairs = noisy_pairs(images, sigma, seed=0)
     by_shape = {}
     for p in pairs:
         by_shape.setdefault(p.input.shape[:2], []).append(p.input)
@@ -37,9 +43,20 @@ def batches(root, sigma: float, device, batch: int):
     return out, len(pairs)
 
 
+VARIANTS = (  # name, bf16 autocast, fold BN, channels-last
+    ("fp32", False, False, False),
+    ("bf16", True, False, False),
+    ("fp32 folded", False, True, False),
+    ("bf16 folded channels-last", True, True, True),
+)
+
+
 @torch.no_grad()
-def time_model(model, inputs, device, bf16: bool, repeats: int) -> float:
+def time_model(model, inputs, device, bf16: bool, repeats: int, channels_last: bool = False) -> float:
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
     times = []
     for _ in range(repeats + 1):  # the first pass is warm-up (cuDNN autotuning)
         if device.type == "cuda":
@@ -61,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", type=float, default=30)
     ap.add_argument("--batch", type=int, default=8, help="images per forward pass")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-images", type=int, default=0, help="only the first N test images (0 = all 200)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -71,20 +89,20 @@ def main(argv=None) -> int:
     else:
         hinas = build_model(hinas_spec(Genotype.load("example_denoise"), target_params=630_000)).to(device)
     dncnn = build_model({"kind": "dncnn", "depth": 17, "width": 64, "in_channels": 1}).to(device)
-    inputs, n = batches(args.bsds_root, args.sigma, device, args.batch)
+    inputs, n = batches(args.bsds_root, args.sigma, device, args.batch, args.max_images)
     rows = []
     for name, model in (("hinas", hinas.eval()), ("dncnn", dncnn.eval())):
         params = sum(p.numel() for p in model.parameters())
-        for bf16 in (False, True):
-            s = time_model(model, inputs, device, bf16, args.repeats)
-            rows.append({"model": name, "params": params, "precision": "bf16" if bf16 else "fp32", "seconds": s,
-                         "images": n})
-            print(f"{name:6s} ({params / 1e6:.2f} M) {'bf16' if bf16 else 'fp32'}: {n} images in {s:.3f} s", flush=True)
+        for variant, bf16, fold, channels_last in VARIANTS:
+            m = fold_batchnorm(copy.deepcopy(model)) if fold else model
+            s = time_model(m, inputs, device, bf16, args.repeats, channels_last)
+            rows.append({"model": name, "params": params, "variant": variant, "seconds": s, "images": n})
+            print(f"{name:6s} ({params / 1e6:.2f} M) {variant:26s}: {n} images in {s:.3f} s", flush=True)
     ratios = {}
-    for prec in ("fp32", "bf16"):
-        h, d = (next(r["seconds"] for r in rows if r["model"] == m and r["precision"] == prec) for m in ("hinas", "dncnn"))
-        ratios[prec] = h / d
-        print(f"HiNAS / DnCNN time ({prec}): {h / d:.2f}x")
+    for variant, *_ in VARIANTS:
+        h, d = (next(r["seconds"] for r in rows if r["model"] == m and r["variant"] == variant) for m in ("hinas", "dncnn"))
+        ratios[variant] = h / d
+        print(f"HiNAS / DnCNN time ({variant}): {h / d:.2f}x")
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "batch": args.batch, "rows": rows, "ratio_hinas_dncnn": ratios}
     if args.json:

@@ -97,6 +97,7 @@ class DeformConv2d(nn.Module):
         self.impl = impl
         self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.register_parameter("bias", None)  # only set when a BatchNorm is folded in (inference)
         self.offset_mask = nn.Conv2d(channels, 27, 3, padding=1)
         nn.init.zeros_(self.offset_mask.weight)
         nn.init.zeros_(self.offset_mask.bias)
@@ -108,8 +109,9 @@ class DeformConv2d(nn.Module):
         if impl == "auto":
             impl = "torchvision" if x.is_cuda and _on_default_stream(x.device) else "sampled"
         if impl == "sampled":
-            return deform_conv2d_sampled(x, offset, self.weight, mask)
-        return deform_conv2d(x, offset, self.weight, padding=1, mask=mask)
+            out = deform_conv2d_sampled(x, offset, self.weight, mask)
+            return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+        return deform_conv2d(x, offset, self.weight, self.bias, padding=1, mask=mask)
 
 
 class Zero(nn.Module):

@@ -110,3 +110,32 @@ def test_learning_rate_schedules():
         RetrainConfig(optimizer="lion")
     with pytest.raises(ValueError, match="unknown key"):
         RetrainConfig.from_dict({"iters": 3})
+
+
+@pytest.mark.parametrize("kind", ["hinas", "dncnn"])
+def test_folding_batchnorm_keeps_the_function_and_removes_every_bn(kind):
+    from torch import nn
+
+    from hinas_core.genotype import Genotype
+    from hinas_core.inference import fold_batchnorm
+    from hinas_core.models import build_model, hinas_spec
+
+    torch.manual_seed(0)
+    spec = hinas_spec(Genotype.load("example_denoise"), width=4) if kind == "hinas" else \
+        {"kind": "dncnn", "depth": 4, "width": 8, "in_channels": 1}
+    model = build_model(spec)
+    model.train()
+    with torch.no_grad():  # move the running statistics away from their initial 0/1
+        for _ in range(3):
+            model(torch.rand(4, 1, 24, 24) * 2)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.uniform_(m.weight, 0.5, 1.5), nn.init.uniform_(m.bias, -0.2, 0.2)
+    model.eval()
+    x = torch.rand(2, 1, 40, 32)
+    with torch.no_grad():
+        ref = model(x)
+        fold_batchnorm(model)
+        out = model(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
