@@ -23,6 +23,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -84,19 +85,24 @@ def select_images(tar: tarfile.TarFile, archive: str) -> dict[str, tarfile.TarIn
     return chosen
 
 
-def extract_images(archive: Path, images_dir: Path) -> int:
-    """Extract the BSDS500 images of ``archive`` into ``images_dir/{train,val,test}/``."""
+def extract_images(archive: Path, images_dir: Path, source: str | None = None) -> int:
+    """Extract the BSDS500 images of ``archive`` into ``images_dir/{train,val,test}/``.
+    Errors name ``source`` (e.g. the URL it was downloaded from), else ``archive``."""
+    name = source or str(archive)
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as e:
-        raise DatasetError(f"{archive} is not a readable tar archive: {e}") from e
+        raise DatasetError(f"{name} is not a readable tar archive: {str(e).splitlines()[0]}") from e
     with tar, tempfile.TemporaryDirectory(dir=images_dir.parent, prefix=".extract.") as raw:
-        chosen = select_images(tar, str(archive))
+        try:
+            chosen = select_images(tar, name)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # a truncated or damaged download
+            raise DatasetError(f"{name} is a truncated or damaged tar archive: {str(e).splitlines()[0]}") from e
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         try:
             tar.extractall(raw, members=list(chosen.values()), **kwargs)
         except (tarfile.TarError, OSError) as e:
-            raise DatasetError(f"extracting {archive} failed: {e}") from e
+            raise DatasetError(f"extracting {name} failed: {str(e).splitlines()[0]}") from e
         for key, m in chosen.items():
             dest = images_dir / key
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,7 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
         if sha256 is not None and digest != sha256.strip().lower():
             raise DatasetError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}")
         with atomic_dir(images, overwrite=overwrite) as staging:
-            n = extract_images(archive, staging)
+            n = extract_images(archive, staging, source=url)
             say(f"extracted {n} images")
             if sha256 is None:
                 say("no sha256 given: verifying the images against the manifest instead")

@@ -80,6 +80,8 @@ def read_image(path: str | os.PathLike, gray: bool = True) -> np.ndarray:
         raise
     except UnidentifiedImageError as e:
         raise DatasetError(f"{path} is not a readable image file") from e
+    except Image.DecompressionBombError as e:  # a small file that would decode to gigabytes
+        raise DatasetError(f"image file {path} is refused: {e}") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"image file {path} is truncated or corrupt: {e}") from e
     return to_gray(rgb) if gray else rgb

@@ -87,6 +87,8 @@ def verify_images(images_dir: str | os.PathLike, manifest: dict,
             problems.append(f"corrupt (sha256 differs): {name}")
         if progress and n % 100 == 0:
             progress(f"verified {n}/{len(entries)} files")
+    if len(problems) == 1:
+        raise DatasetError(f"{base}: 1 of {len(entries)} files fails the manifest: {problems[0]}")
     if problems:
         shown = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
         raise DatasetError(f"{base}: {len(problems)} of {len(entries)} files fail the manifest:\n  {shown}")
