@@ -424,6 +424,9 @@ def read_config(path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
         raise ConfigError(f"{path}: malformed YAML{loc}: {getattr(exc, 'problem', exc)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:
+        # PyYAML's scalar constructors raise these on some malformed tagged values, e.g. `!!int ` alone.
+        raise ConfigError(f"{path}: malformed YAML: {type(exc).__name__}: {exc}") from None
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty")
     if isinstance(raw, dict) and "extends" in raw:
