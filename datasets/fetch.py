@@ -135,7 +135,8 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
     images = root / "images"
     if images.exists() and not overwrite:
         raise DatasetError(f"{images} already exists; pass overwrite (CLI: --force) to replace it")
-    created = not root.exists()
+    # The topmost folder this call creates: a failure removes it (and root below it) again.
+    created = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".BSR_bsds500.", suffix=".tgz.part")
     os.close(fd)
@@ -155,8 +156,8 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
         say(f"BSDS500 images ready in {images}")
         return root
     except BaseException:
-        if created:
-            shutil.rmtree(root, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         archive.unlink(missing_ok=True)

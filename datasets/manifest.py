@@ -88,8 +88,8 @@ def verify_images(images_dir: str | os.PathLike, manifest: dict,
         if progress and n % 100 == 0:
             progress(f"verified {n}/{len(entries)} files")
     if entries and all(p.startswith("missing: ") for p in problems) and len(problems) == len(entries):
-        raise DatasetError(f"{base}: none of the {len(entries)} files of the manifest is there "
-                           f"(expected {base}/{{train,val,test}}/*.jpg): is this the right folder?")
+        raise DatasetError(f"{base}: all {len(entries)} files fail the manifest: none is there "
+                           f"(expected {base}/{{train,val,test}}/*.jpg); is this the right folder?")
     if len(problems) == 1:
         raise DatasetError(f"{base}: 1 of {len(entries)} files fails the manifest: {problems[0]}")
     if problems:
