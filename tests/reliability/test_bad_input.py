@@ -288,9 +288,10 @@ def test_usage_errors_are_argparse_messages(cli, argv, words):
     assert last.startswith(f"hinas {argv[0]}: error:") and all(w in last for w in words)
 
 
-@pytest.mark.parametrize("case", ["yaml-duplicate-section", "denoise-input-is-text"])
+@pytest.mark.parametrize("case", ["yaml-duplicate-section"])
 def test_bad_input_in_a_real_process(c, case):
-    """The same through `python -m hinas.pipeline.cli`: the process's exit status and stderr."""
+    """The same through `python -m hinas.pipeline.cli`: the process's exit status and stderr
+    (one case: a process start costs seconds)."""
     setup, words, code = next(x[1:] for x in CASES if x[0] == case)
     argv = [str(a) for a in setup(c)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
