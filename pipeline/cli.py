@@ -241,14 +241,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         text = report_markdown(exp, load_evaluation(exp))
+        if args.out:
+            from hinas_core.fsutil import atomic_file
+
+            with atomic_file(args.out) as tmp:
+                tmp.write_text(text)
     except (FileNotFoundError, ValueError) as exc:
         print(f"hinas report: {exc}", file=sys.stderr)
         return 2
-    if args.out:
-        from hinas_core.fsutil import atomic_file
-
-        with atomic_file(args.out) as tmp:
-            tmp.write_text(text)
+    except OSError as exc:  # --out is a folder, or under a file, or not writable
+        print(f"hinas report: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(text)
     return 0
 

@@ -17,6 +17,7 @@ import sys
 import tarfile
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,7 @@ TINY_GENOTYPE = {"format": 1, "cells": [TINY_CELL], "levels": [0, 1], "widths": 
 @pytest.fixture(scope="session")
 def crafted(tmp_path_factory, bsds_root):
     """The bad files, made once: genotypes, model files and images a user could hand to hinas."""
+    from hinas.datasets.images import write_png
     from hinas_core.models import build_model, save_model
 
     d = tmp_path_factory.mktemp("crafted")
@@ -55,6 +57,7 @@ def crafted(tmp_path_factory, bsds_root):
     torch.save(build_model(dncnn).state_dict(), d / "state_dict.pt")
 
     (d / "text.png").write_text("I am a text file with a .png name\n")
+    write_png(d / "small.png", np.full((16, 16), 120, np.uint8))
     jpg = sorted((bsds_root / "images" / "test").glob("*.jpg"))[0].read_bytes()
     (d / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3])
     (d / "not_a_tar.tgz").write_text("<html>404 not found</html>\n")
@@ -123,6 +126,15 @@ def _sim_out_exists(c):
     (c.tmp / "sim").mkdir()
     (c.tmp / "sim" / "keep.txt").write_text("mine")
     return ["data", "make-sim", "--out", c.tmp / "sim", "--bsds-root", c.make.mini_bsds(c.tmp / "mb", c.bsds)]
+
+
+def _finished_evaluation(c):
+    (c.out / "t" / "evaluation").mkdir(parents=True)
+    (c.out / "t" / "evaluation" / "summary.json").write_text(json.dumps([{
+        "label": "hinas-sigma30-seed0", "kind": "hinas", "sigma": 30.0, "params": 1000, "psnr_patch": 25.0, "ssim_patch": 0.7,
+        "psnr_whole": 25.1, "ssim_whole": 0.71, "inference_s": 0.1, "images": 1}]))
+    (c.tmp / "out-is-a-folder").mkdir()
+    return ["report", c.cfg(), "--out", c.tmp / "out-is-a-folder"]
 
 
 def _truncated_summary(c):
@@ -236,6 +248,12 @@ CASES = [
     # --- hinas report ---
     ("report-without-evaluation", lambda c: ["report", c.cfg()], ["evaluation/summary.json", "run `hinas run`"], 2),
     ("report-truncated-summary", _truncated_summary, ["summary.json", "cannot be read"], 2),
+    ("report-out-is-a-folder", _finished_evaluation, ["--out", "out-is-a-folder", "Is a directory"], 2),
+    # `hinas denoise`'s output handling is being reworked elsewhere (see KNOWN_GAPS).
+    ("denoise-output-is-a-folder", lambda c: (c.tmp / "outdir").mkdir() or
+     ["denoise", "--model", c.x / "good.pt", c.x / "small.png", c.tmp / "outdir"], ["outdir"], 2),
+    ("denoise-output-under-a-file", lambda c: ["denoise", "--model", c.x / "good.pt", c.x / "small.png", c.x / "good.pt" / "o.png"],
+     ["good.pt"], 2),
     # --- hinas data ---
     ("data-check-root-missing", lambda c: ["data", "check", "bsd500", "--root", c.tmp / "nowhere"], ["nowhere", "does not exist"], 1),
     ("data-check-no-root", lambda c: ["data", "check", "bsd500"], ["--root", "HINAS_BSDS500_ROOT"], 1),
@@ -258,7 +276,16 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("setup, words, code", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+# Cases that still fail, in code this branch must not touch; strict: fixing them turns these red.
+KNOWN_GAPS = {
+    "denoise-output-is-a-folder": "cli._cmd_denoise writes args.output unchecked: IsADirectoryError traceback",
+    "denoise-output-under-a-file": "cli._cmd_denoise mkdirs args.output's parent unchecked: FileExistsError traceback",
+}
+
+
+@pytest.mark.parametrize("setup, words, code", [
+    pytest.param(*case[1:], id=case[0], marks=[pytest.mark.xfail(reason=KNOWN_GAPS[case[0]], strict=True)]
+                 if case[0] in KNOWN_GAPS else []) for case in CASES])
 def test_bad_input_is_one_clear_error_and_writes_nothing(cli, c, setup, words, code):
     argv = setup(c)
     before = c.make.snapshot(c.tmp, c.x)
@@ -274,7 +301,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(cli, c, setup, words, c
 
 
 def test_there_are_at_least_30_distinct_cases():
-    assert len({case[0] for case in CASES}) == len(CASES) >= 30
+    assert len({case[0] for case in CASES}) == len(CASES) >= 30 + len(KNOWN_GAPS)
 
 
 @pytest.mark.parametrize("argv, words", [
