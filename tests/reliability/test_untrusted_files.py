@@ -203,6 +203,19 @@ def test_a_decompression_bomb_image_is_refused_by_hinas_denoise(cli, tmp_path):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_an_image_that_would_need_ghostscript_is_refused_by_hinas_denoise(cli, tmp_path, marker):
+    """Pillow hands EPS to Ghostscript; hinas decodes only plain image formats, whatever the name."""
+    from hinas_core.models import build_model, save_model
+
+    spec = {"kind": "dncnn", "depth": 3, "width": 4}
+    model = save_model(tmp_path / "m.pt", spec, build_model(spec), {"sigma": 30})
+    (tmp_path / "noisy.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+                                        f"({marker}) (w) file closefile\nshowpage\n")
+    code, out, err = cli("denoise", "--model", model, tmp_path / "noisy.png", tmp_path / "out.png")
+    assert code == 2 and "Traceback" not in out + err
+    assert "noisy.png is not a readable image file" in err and not (tmp_path / "out.png").exists()
+
+
 # ---- the audit: every loader of a file in hinas, pinned -----------------------------------------
 SOURCES = sorted(p for folder in ("hinas_core", "pipeline", "datasets", "hinas") for p in (REPO / folder).rglob("*.py"))
 
