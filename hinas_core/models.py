@@ -97,7 +97,6 @@ def calibrate_width(genotype: Genotype, target_params: int, in_channels: int = 1
 def save_model(path, spec: Mapping[str, Any], model: nn.Module, meta: Optional[Mapping[str, Any]] = None) -> Path:
     """Write spec + weights + metadata atomically (a crash never leaves a truncated file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": MODEL_FORMAT, "spec": json.dumps(dict(spec)), "meta": json.dumps(dict(meta or {}), default=str),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic_file(path) as tmp:

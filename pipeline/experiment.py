@@ -414,7 +414,7 @@ def read_config(path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text, ...
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     try:
         raw = yaml.load(text, Loader=_SafeUniqueLoader)  # a SafeLoader: plain data only

@@ -266,7 +266,7 @@ def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
     """The summary rows of a finished search of ``exp`` that can be reused as they are: every
     sigma has a trial and every trial's genotype.json loads. None when anything is missing or
     damaged (the search is then resumed from its checkpoints, which rewrites them)."""
-    from hinas_core.genotype import Genotype, GenotypeError
+    from hinas_core.genotype import Genotype
 
     try:
         rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
