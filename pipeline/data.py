@@ -129,7 +129,7 @@ def check_data(cfg: DataConfig, splits: Sequence[str] = ("train", "test")) -> No
         DatasetError (a ValueError): names the file or the setting. Decoded images land in the
         cache, so the trials read them from there.
     """
-    if cfg.dataset == "bsd500":
+    if cfg.dataset == "bsd500" and splits:
         verify_bsd500(bsds500_root(cfg.root))  # names a missing or damaged file before decoding any
     sigma = cfg.sigmas[0]
     if "train" in splits:
