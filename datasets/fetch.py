@@ -92,7 +92,7 @@ def extract_images(archive: Path, images_dir: Path, source: str | None = None) -
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as e:
-        raise DatasetError(f"{name} is not a readable tar archive: {str(e).splitlines()[0]}") from e
+        raise DatasetError(f"{name} is not a readable tar archive: {str(e).splitlines()[0].rstrip(':')}") from e
     with tar, tempfile.TemporaryDirectory(dir=images_dir.parent, prefix=".extract.") as raw:
         try:
             chosen = select_images(tar, name)

@@ -141,6 +141,8 @@ def load_model(path, device: torch.device | str = "cpu") -> Tuple[nn.Module, Dic
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__  # torch: a heading, then the mismatches
         raise ModelError(f"model file {str(path)!r}: weights do not fit the architecture its spec describes "
-                         f"({str(exc).splitlines()[0]})") from None
+                         f"({detail[:200]})") from None
     return model.to(device).eval(), spec, meta
