@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DatasetError
-from .fsutil import atomic_dir
+from .fsutil import atomic_dir, refuse_existing
 from .pairfolders import write_pair
 
 SPLIT_CODE = {"train": 0, "test": 1}
@@ -55,6 +55,16 @@ class PairJob:
 
 def _make_one(degrade: Degrade, clean: np.ndarray, entropy: list[int]) -> tuple[np.ndarray, dict]:
     return degrade(clean, np.random.default_rng(entropy))
+
+
+def check_build(out: str | os.PathLike, n_train: int, n_test: int, workers: int, overwrite: bool) -> None:
+    """Refuse a build's bad settings before any image is decoded (the counts, the workers, an
+    existing output folder); raises DatasetError naming the setting."""
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise DatasetError(f"need a positive number of pairs, got --train {n_train} --test {n_test}")
+    if workers < 1:
+        raise DatasetError(f"need at least one worker process, got --workers {workers}")
+    refuse_existing(Path(out).expanduser().resolve(), overwrite)
 
 
 def build_pair_dataset(out: str | os.PathLike, jobs: Sequence[PairJob], sources: dict[str, np.ndarray],

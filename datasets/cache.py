@@ -103,6 +103,8 @@ def decode_all(name: str, files: Sequence[tuple[str, Path]], gray: bool) -> Imag
             images.append(read_image(path, gray=gray))
         except DatasetError as e:
             bad.append(str(e))
+    if len(bad) == 1:
+        raise DatasetError(f"{name}: 1 unreadable image: {bad[0]}")
     if bad:
         raise DatasetError(f"{name}: {len(bad)} unreadable image(s):\n  " + "\n  ".join(bad))
     return ImageSet(name, tuple(n for n, _ in files), tuple(images))

@@ -23,6 +23,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -84,19 +85,24 @@ def select_images(tar: tarfile.TarFile, archive: str) -> dict[str, tarfile.TarIn
     return chosen
 
 
-def extract_images(archive: Path, images_dir: Path) -> int:
-    """Extract the BSDS500 images of ``archive`` into ``images_dir/{train,val,test}/``."""
+def extract_images(archive: Path, images_dir: Path, source: str | None = None) -> int:
+    """Extract the BSDS500 images of ``archive`` into ``images_dir/{train,val,test}/``.
+    Errors name ``source`` (e.g. the URL it was downloaded from), else ``archive``."""
+    name = source or str(archive)
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as e:
-        raise DatasetError(f"{archive} is not a readable tar archive: {e}") from e
+        raise DatasetError(f"{name} is not a readable tar archive: {str(e).splitlines()[0].rstrip(':')}") from e
     with tar, tempfile.TemporaryDirectory(dir=images_dir.parent, prefix=".extract.") as raw:
-        chosen = select_images(tar, str(archive))
+        try:
+            chosen = select_images(tar, name)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # a truncated or damaged download
+            raise DatasetError(f"{name} is a truncated or damaged tar archive: {str(e).splitlines()[0]}") from e
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         try:
             tar.extractall(raw, members=list(chosen.values()), **kwargs)
         except (tarfile.TarError, OSError) as e:
-            raise DatasetError(f"extracting {archive} failed: {e}") from e
+            raise DatasetError(f"extracting {name} failed: {str(e).splitlines()[0]}") from e
         for key, m in chosen.items():
             dest = images_dir / key
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +135,8 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
     images = root / "images"
     if images.exists() and not overwrite:
         raise DatasetError(f"{images} already exists; pass overwrite (CLI: --force) to replace it")
-    created = not root.exists()
+    # The topmost folder this call creates: a failure removes it (and root below it) again.
+    created = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".BSR_bsds500.", suffix=".tgz.part")
     os.close(fd)
@@ -141,7 +148,7 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
         if sha256 is not None and digest != sha256.strip().lower():
             raise DatasetError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}")
         with atomic_dir(images, overwrite=overwrite) as staging:
-            n = extract_images(archive, staging)
+            n = extract_images(archive, staging, source=url)
             say(f"extracted {n} images")
             if sha256 is None:
                 say("no sha256 given: verifying the images against the manifest instead")
@@ -149,8 +156,8 @@ def fetch_bsd500(root: str | os.PathLike, url: str = BSDS500_URL, sha256: str | 
         say(f"BSDS500 images ready in {images}")
         return root
     except BaseException:
-        if created:
-            shutil.rmtree(root, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         archive.unlink(missing_ok=True)

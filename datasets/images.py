@@ -34,6 +34,9 @@ from .errors import DatasetError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# The decoders an image file may use, whatever its name says: images can be untrusted (`hinas
+# denoise`), and Pillow would otherwise also hand EPS/PDF to Ghostscript or try exotic plugins.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "PPM")
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -73,13 +76,15 @@ def read_image(path: str | os.PathLike, gray: bool = True) -> np.ndarray:
     try:
         if path.suffix.lower() in JPEG_SUFFIXES and _looks_truncated_jpeg(path):
             raise DatasetError(f"image file {path} is truncated (no JPEG end marker)")
-        with Image.open(path) as im:
+        with Image.open(path, formats=IMAGE_FORMATS) as im:
             im.load()
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except DatasetError:
         raise
     except UnidentifiedImageError as e:
         raise DatasetError(f"{path} is not a readable image file") from e
+    except Image.DecompressionBombError as e:  # a small file that would decode to gigabytes
+        raise DatasetError(f"image file {path} is refused: {e}") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"image file {path} is truncated or corrupt: {e}") from e
     return to_gray(rgb) if gray else rgb

@@ -87,6 +87,11 @@ def verify_images(images_dir: str | os.PathLike, manifest: dict,
             problems.append(f"corrupt (sha256 differs): {name}")
         if progress and n % 100 == 0:
             progress(f"verified {n}/{len(entries)} files")
+    if entries and all(p.startswith("missing: ") for p in problems) and len(problems) == len(entries):
+        raise DatasetError(f"{base}: all {len(entries)} files fail the manifest: none is there "
+                           f"(expected {base}/{{train,val,test}}/*.jpg); is this the right folder?")
+    if len(problems) == 1:
+        raise DatasetError(f"{base}: 1 of {len(entries)} files fails the manifest: {problems[0]}")
     if problems:
         shown = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
         raise DatasetError(f"{base}: {len(problems)} of {len(entries)} files fail the manifest:\n  {shown}")

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .bsd500 import load_bsd500
-from .builder import PairJob, build_pair_dataset
+from .builder import PairJob, build_pair_dataset, check_build
 from .errors import DatasetError
 from .rain800 import RAIN_STANDIN_KIND, RAIN_STANDIN_NAME
 
@@ -85,8 +85,7 @@ def build_rain_standin(out: str | os.PathLike, bsds_root: str | os.PathLike | No
     Pair ``j`` of a split uses image ``order[j % n]`` of a seeded permutation of that split's
     images; ``n_test`` may not exceed the 200 test images (test pairs never repeat an image).
     """
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise DatasetError(f"need a positive number of pairs, got --train {n_train} --test {n_test}")
+    check_build(out, n_train, n_test, workers, overwrite)
     jobs, sources = [], {}
     for split, n in (("train", n_train), ("test", n_test)):
         images = load_bsd500(split, bsds_root, gray=False, cache_dir=cache_dir)

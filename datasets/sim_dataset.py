@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .bsd500 import load_bsd500
-from .builder import SPLIT_CODE, PairJob, build_pair_dataset, read_info
+from .builder import SPLIT_CODE, PairJob, build_pair_dataset, check_build, read_info
 from .errors import DatasetError
 from .images import ImageSet, PairSet
 from .pairfolders import read_pair_folder
@@ -80,8 +80,7 @@ def build_sim_dataset(out: str | os.PathLike, bsds_root: str | os.PathLike | Non
         n_train, n_test: pair counts (SIM1800: 1600 / 212); crop: square crop size in px.
         workers: processes (results do not depend on it).
     """
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise DatasetError(f"need a positive number of pairs, got --train {n_train} --test {n_test}")
+    check_build(out, n_train, n_test, workers, overwrite)
     sets = {"train": load_bsd500("train", bsds_root, gray=False, cache_dir=cache_dir),
             "test": load_bsd500("test", bsds_root, gray=False, cache_dir=cache_dir)}
     jobs = [job for split, n in (("train", n_train), ("test", n_test))

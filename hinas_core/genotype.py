@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from .fsutil import atomic_file
 from .ops import NONE, OPS
 
 Edge = Tuple[str, int]  # (op name, input index): 0 = h_{l-2}, 1 = h_{l-1}, 2.. = earlier nodes
@@ -236,22 +235,15 @@ class Genotype:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GenotypeError(f"genotype: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise GenotypeError("genotype: not valid JSON (nested too deeply)") from None
         return cls.from_dict(data)
 
     def save(self, path) -> Path:
         """Write atomically: a crash never leaves a truncated genotype file behind."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json() + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp:
+            tmp.write_text(self.to_json() + "\n")
         return path
 
     @classmethod
@@ -264,12 +256,21 @@ class Genotype:
             text = path.read_text()
         except FileNotFoundError:
             raise GenotypeError(f"genotype file {str(path)!r} does not exist (known names: {known_genotypes()})") from None
-        except (IsADirectoryError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text
             raise GenotypeError(f"genotype file {str(path)!r} cannot be read: {exc}") from None
         try:
             return cls.from_json(text)
         except GenotypeError as exc:
             raise GenotypeError(f"{path}: {exc}") from None
+
+
+def check_ops(genotype: Genotype, ops: Sequence[str], space: str) -> None:
+    """Refuse a genotype that uses an op the search space ``space`` (e.g. "preset 'journal'")
+    does not have: it was found in, or written for, another space."""
+    extra = sorted(set(genotype.ops_used()) - set(ops))
+    if extra:
+        raise GenotypeError(f"the genotype uses op(s) {extra} that the space {space} does not have "
+                            f"(its ops: {list(ops)}); it was made for another space")
 
 
 def known_genotypes() -> List[str]:

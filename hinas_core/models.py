@@ -13,8 +13,9 @@ code from it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from .dncnn import DnCNN
+from .fsutil import atomic_file
 from .genotype import Genotype, GenotypeError
 from .network import build_network, count_parameters
 
@@ -95,39 +97,52 @@ def calibrate_width(genotype: Genotype, target_params: int, in_channels: int = 1
 def save_model(path, spec: Mapping[str, Any], model: nn.Module, meta: Optional[Mapping[str, Any]] = None) -> Path:
     """Write spec + weights + metadata atomically (a crash never leaves a truncated file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": MODEL_FORMAT, "spec": json.dumps(dict(spec)), "meta": json.dumps(dict(meta or {}), default=str),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
+
+
+def load_tensors(path, what: str = "checkpoint", map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load`` restricted to tensors and plain data (``weights_only=True``): a file that
+    pickles anything else is refused, never executed. The one loader of model files and of the
+    search/retrain checkpoints; raises :class:`ModelError` naming the file (``what`` says which
+    kind of file it is)."""
+    path = Path(path)
+    name = f"{what} {str(path)!r}"
+    if not path.is_file():
+        raise ModelError(f"{name} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise ModelError(f"{name} cannot be read: not a PyTorch file (truncated, or another kind of file)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met a global it does not allow
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise ModelError(f"{name} cannot be read: it pickles objects other than tensors and plain data"
+                         f"{f' ({wanted.group(1)})' if wanted else ''}; refused without loading them") from None
+    except Exception as exc:  # a damaged archive: zip, record or storage errors
+        raise ModelError(f"{name} cannot be read: truncated or corrupt ({str(exc).splitlines()[0]})") from None
 
 
 def load_model(path, device: torch.device | str = "cpu") -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
     """Rebuild a model file: ``(model in eval mode, spec, meta)``. Never executes code from the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip or weights-only refusals all mean "not a hinas model file"
-        raise ModelError(f"model file {str(path)!r} cannot be read as a hinas model: {str(exc).splitlines()[0]}") from None
+    payload = load_tensors(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT or "state_dict" not in payload:
         raise ModelError(f"model file {str(path)!r} is not a hinas model file (format {MODEL_FORMAT})")
     try:
         spec, meta = json.loads(payload["spec"]), json.loads(payload.get("meta") or "{}")
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (TypeError, RecursionError, json.JSONDecodeError) as exc:
         raise ModelError(f"model file {str(path)!r}: corrupt spec ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"model file {str(path)!r}: corrupt metadata (expected a JSON object)")
     model = build_model(spec)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__  # torch: a heading, then the mismatches
         raise ModelError(f"model file {str(path)!r}: weights do not fit the architecture its spec describes "
-                         f"({str(exc).splitlines()[0]})") from None
+                         f"({detail[:200]})") from None
     return model.to(device).eval(), spec, meta

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,13 +13,20 @@ from hinas import __version__
 
 def _cmd_space(args: argparse.Namespace) -> int:
     from hinas_core import ConfigError, Genotype, GenotypeError, SpaceConfig, Supernet, build_network, count_parameters, num_edges, preset
+    from hinas_core.genotype import check_ops
 
     from .overrides import OverrideError, apply_overrides
 
+    g = None
     try:
         base = preset(args.preset).to_dict()
         cfg = SpaceConfig.from_dict(apply_overrides(base, args.set or []))
-    except (ConfigError, OverrideError) as exc:
+        if args.width is not None and args.width < 1:
+            raise ConfigError(f"--width: expected a positive number of channels, got {args.width}")
+        if args.genotype:
+            g = Genotype.load(args.genotype)
+            check_ops(g, cfg.ops, f"of preset {args.preset!r}")
+    except (ConfigError, OverrideError, GenotypeError) as exc:
         print(f"hinas space: {exc}", file=sys.stderr)
         return 2
     net = Supernet(cfg)
@@ -34,12 +43,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
           f"{'' if cfg.tied_cells else f' x {cfg.layers} layers'})")
     print(f"  beta entries         {0 if net.beta is None else net.beta.numel()} (valid lattice moves)")
     print(f"  supernet weights     {count_parameters(net) - sum(p.numel() for p in net.arch_parameters()):,d}")
-    if args.genotype:
-        try:
-            g = Genotype.load(args.genotype)
-        except GenotypeError as exc:
-            print(f"hinas space: {exc}", file=sys.stderr)
-            return 2
+    if g is not None:
         derived = build_network(g, width=args.width, in_channels=cfg.in_channels,
                                 activation=cfg.activation, output=cfg.output)
         print(f"genotype {args.genotype}")
@@ -54,7 +58,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from .search_stage import run_search, search_dirs
 
-    exp = _load(args, "search")
+    exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
     if not _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp))):
@@ -85,18 +89,72 @@ def _start_or_refuse(exp, args, command: str, exists: bool) -> bool:
     return True
 
 
-def _load(args, command: str):
+def _load(args, command: str, splits=("train", "test"), runs_trials: bool = True):
+    """The experiment of ``args.config`` with its ``--set`` overrides, validated before any work:
+    its keys and values, the data of ``splits``, and, for a command that ``runs_trials``, the
+    output folder and the resources a trial asks for. Prints one error line and returns None
+    when anything is wrong."""
     from hinas_core.config import ConfigError
 
+    from .data import check_data
     from .experiment import load_experiment
 
     try:
         exp = load_experiment(args.config, args.set or [])
-        _check_data(exp)
+        if runs_trials:
+            _check_output(exp)
+            _check_resources(exp)
+        check_data(exp.data, splits)
         return exp
     except (ConfigError, ValueError) as exc:
         print(f"hinas {command}: {exc}", file=sys.stderr)
         return None
+
+
+def _check_output(exp) -> None:
+    """The experiment folder must be a folder that can be created or written into."""
+    from hinas_core.config import ConfigError
+
+    folder = exp.experiment_dir
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if existing == folder and not folder.is_dir():
+        raise ConfigError(f"output_dir: {folder} exists and is not a folder")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir: cannot create {folder}: {existing} is not a writable folder")
+
+
+def _check_resources(exp) -> None:
+    """A trial that asks a local Ray for more than this machine has would wait forever: refuse it.
+    With RAY_ADDRESS set (e.g. under ``ray job submit``) the cluster's resources decide."""
+    from hinas_core.config import ConfigError
+
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if exp.resources.gpu > gpus:
+        raise ConfigError(f"resources.gpu: each trial asks for {exp.resources.gpu:g} GPU(s) but this machine has {gpus}; "
+                          "set resources.gpu: 0 to run on the CPU, or connect to a cluster with RAY_ADDRESS")
+    cpus = os.cpu_count() or 1
+    if exp.resources.cpu > cpus:
+        raise ConfigError(f"resources.cpu: each trial asks for {exp.resources.cpu:g} CPUs but this machine has {cpus}")
+
+
+def _noise_levels(exp, given: Optional[List[float]]) -> List[float]:
+    """The noise levels a command runs at: ``--sigma`` values (each > 0) or the config's."""
+    from hinas_core.config import ConfigError
+
+    from .experiment import PAIR_DATASETS
+
+    if exp.data.dataset in PAIR_DATASETS:
+        if given:
+            raise ConfigError(f"--sigma: the {exp.data.dataset} dataset carries its own degradation; drop --sigma")
+        return list(exp.data.sigmas)
+    bad = [s for s in given or [] if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise ConfigError(f"--sigma: a noise level must be > 0 (0-255 scale), got {bad[0]:g}")
+    return list(given or exp.data.sigmas)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -118,20 +176,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from hinas_core.genotype import Genotype, GenotypeError
+    from hinas_core.config import ConfigError
+    from hinas_core.genotype import Genotype, GenotypeError, check_ops
 
     from .retrain_stage import run_retrain
     from .run import retrain_jobs
 
-    exp = _load(args, "retrain")
+    exp = _load(args, "retrain", splits=("train",))
     if exp is None:
         return 2
     try:
-        Genotype.load(args.genotype)
-    except GenotypeError as exc:
+        sigmas = _noise_levels(exp, args.sigma)
+        check_ops(Genotype.load(args.genotype), exp.space.ops, f"of this config (preset {exp.space_preset!r})")
+    except (ConfigError, GenotypeError) as exc:
         print(f"hinas retrain: {exc}", file=sys.stderr)
         return 2
-    sigmas = args.sigma or list(exp.data.sigmas)
     jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
     rows = run_retrain(exp, jobs)
     for r in rows:
@@ -140,25 +199,34 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hinas_core.config import ConfigError
     from hinas_core.models import ModelError, load_model
 
     from .evaluate_stage import evaluate_model
+    from .experiment import PAIR_DATASETS
 
-    exp = _load(args, "evaluate")
+    exp = _load(args, "evaluate", splits=("test",), runs_trials=False)
     if exp is None:
         return 2
-    rows = []
-    for path in args.model:
+    todo = []
+    for path in args.model:  # every file is checked before the first is scored
         try:
-            _, _, meta = load_model(path)
-        except ModelError as exc:
+            _, spec, meta = load_model(path)
+            if spec.get("in_channels", 1) != exp.space.in_channels:
+                raise ModelError(f"model file {path!r} takes {spec.get('in_channels')}-channel images; "
+                                 f"the test images of this config have {exp.space.in_channels}")
+            given = None if args.sigma is None else [args.sigma]
+            if given or exp.data.dataset in PAIR_DATASETS:
+                sigma = _noise_levels(exp, given)[0]
+            elif isinstance(meta.get("sigma"), (int, float)) and meta["sigma"] > 0:
+                sigma = float(meta["sigma"])  # the Gaussian noise level it was trained for
+            else:
+                raise ConfigError(f"{path} does not record the Gaussian noise level it was trained for; give --sigma")
+        except ValueError as exc:  # ModelError, ConfigError
             print(f"hinas evaluate: {exc}", file=sys.stderr)
             return 2
-        sigma = args.sigma or meta.get("sigma")
-        if sigma is None:
-            print(f"hinas evaluate: {path} does not record its noise level; give --sigma", file=sys.stderr)
-            return 2
-        rows.append(evaluate_model(exp, Path(path), float(sigma), Path(path).parent.name))
+        todo.append((path, sigma))
+    rows = [evaluate_model(exp, Path(path), float(sigma), Path(path).parent.name) for path, sigma in todo]
     for r in rows:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
         print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s")
@@ -168,16 +236,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import load_evaluation, report_markdown
 
-    exp = _load(args, "report")
+    exp = _load(args, "report", splits=(), runs_trials=False)
     if exp is None:
         return 2
     try:
         text = report_markdown(exp, load_evaluation(exp))
-    except FileNotFoundError as exc:
+        if args.out:
+            from hinas_core.fsutil import atomic_file
+
+            with atomic_file(args.out) as tmp:
+                tmp.write_text(text)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"hinas report: {exc}", file=sys.stderr)
         return 2
-    if args.out:
-        Path(args.out).write_text(text)
+    except OSError as exc:  # --out is a folder, or under a file, or not writable
+        print(f"hinas report: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(text)
     return 0
 
@@ -206,19 +280,6 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     write_png(args.output, out)
     print(f"hinas denoise: {args.input} -> {args.output} ({spec['kind']} model, sigma {meta.get('sigma', '?')})")
     return 0
-
-
-def _check_data(exp) -> None:
-    """Fail before any trial starts when the data cannot be read (named file or setting)."""
-    if exp.data.dataset in ("sim", "rain800"):
-        from .data import stored_pairs
-
-        stored_pairs(exp.data, "test")  # names the missing or malformed folder
-    if exp.data.dataset == "bsd500":
-        from hinas.datasets import verify_bsd500
-        from hinas.datasets.paths import bsds500_root
-
-        verify_bsd500(bsds500_root(exp.data.root))
 
 
 def build_parser() -> argparse.ArgumentParser:

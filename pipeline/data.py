@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from hinas.datasets import (ImageSet, Pair, PairPatchSampler, PairSet, PatchSampler, evaluate, load_bsd500, load_rain800,
-                            load_sim, noisy_pairs, sample_set, search_split)
+                            load_sim, noisy_pairs, sample_set, search_split, verify_bsd500)
+from hinas.datasets.paths import bsds500_root
 
 from .experiment import PAIR_DATASETS, DataConfig
 
@@ -117,3 +118,22 @@ def training_sampler(cfg: DataConfig, sigma: float) -> PatchSampler:
     if cfg.dataset in PAIR_DATASETS:
         return PairPatchSampler(stored_pairs(cfg, "train"), cfg.patch_size)
     return PatchSampler(training_images(cfg), sigma, cfg.patch_size, clip=cfg.clip)
+
+
+def check_data(cfg: DataConfig, splits: Sequence[str] = ("train", "test")) -> None:
+    """Build what the trials will build from ``splits``, so that a data problem is an error before
+    any trial starts: a missing root or folder, a missing, corrupt or non-image file, an empty
+    split, too few images for the search split, an image smaller than ``data.patch_size``.
+
+    Raises:
+        DatasetError (a ValueError): names the file or the setting. Decoded images land in the
+        cache, so the trials read them from there.
+    """
+    if cfg.dataset == "bsd500" and splits:
+        verify_bsd500(bsds500_root(cfg.root))  # names a missing or damaged file before decoding any
+    sigma = cfg.sigmas[0]
+    if "train" in splits:
+        search_data(cfg, sigma, batch_size=1)  # the W / A / V split and the patch size of W and A
+        training_sampler(cfg, sigma)  # retraining crops come from every training image
+    if "test" in splits:
+        test_pairs(cfg, sigma, max_images=1)  # decodes (and caches) every test image

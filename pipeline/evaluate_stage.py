@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hinas.datasets import evaluate, save_results
+from hinas_core.fsutil import atomic_file
 from hinas_core.models import load_model
 from hinas_core.network import count_parameters
 
@@ -114,6 +115,6 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Di
     rows = [evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out) for m in models if m.get("model")]
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         rows += [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+    with atomic_file(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(rows, indent=2, default=str))
     return rows

@@ -1,8 +1,9 @@
 """The experiment configuration: YAML -> typed, frozen dataclasses, validated before any trial.
 
 Top-level sections: ``name``, ``space``, ``search``, ``data``, ``resources``, ``output``.
-An unknown or mistyped key, a wrong type or an out-of-range value is a :class:`ConfigError`
-that names the key. YAML is read with ``yaml.safe_load`` only.
+An unknown, mistyped or repeated key, a wrong type or an out-of-range value is a
+:class:`ConfigError` that names the key. YAML is read with a ``yaml.SafeLoader`` (plain data
+only, never Python objects) that also refuses a key given twice in one mapping.
 """
 from __future__ import annotations
 
@@ -23,6 +24,32 @@ from .overrides import OverrideError, apply_overrides
 DATASETS = ("bsd500", "sample", "sim", "rain800")
 PAIR_DATASETS = ("sim", "rain800")  # stored (degraded, clean) pairs: no sigma
 VAL_PROTOCOLS = ("patch", "whole")
+
+
+class _SafeUniqueLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (YAML keeps the last one
+    silently: a second ``search:`` section would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class names it
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_names(where: str, data: Mapping[Any, Any]) -> None:
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}: keys must be names, got {bad[0]!r}")
 
 
 def _check_keys(section: str, data: Mapping[str, Any], cls) -> None:
@@ -89,7 +116,7 @@ class DataConfig:
         s = "data"
         if self.dataset not in DATASETS:
             raise ConfigError(f"{s}.dataset: {self.dataset!r} is not one of {list(DATASETS)}")
-        if self.root is not None and not isinstance(self.root, (str, os.PathLike)):
+        if self.root is not None and (not isinstance(self.root, (str, os.PathLike)) or "\0" in str(self.root)):
             raise ConfigError(f"{s}.root: expected a path, got {self.root!r}")
         sig = self.sigmas
         if isinstance(sig, (int, float)) and not isinstance(sig, bool):
@@ -300,24 +327,32 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     """Validate a raw config mapping; resolve paths to absolute (trials run elsewhere)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the config must be a mapping of sections, got {type(raw).__name__}")
+    _check_names("the config", raw)
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; known keys are {list(TOP_LEVEL)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\0" in name or name.startswith("."):
         raise ConfigError(f"name: expected a non-empty experiment name without '/', got {name!r}")
     sections = {}
     for key in ("space", "search", "data", "resources", "retrain", "model", "evaluate"):
-        value = raw.get(key) or {}
+        value = raw.get(key)
+        value = {} if value is None else value  # an empty section
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of keys, got {type(value).__name__}")
+        _check_names(key, value)
         sections[key] = dict(value)
     space_raw = sections["space"]
     preset_name = space_raw.pop("preset", "denoise")
     if not isinstance(preset_name, str):
         raise ConfigError(f"space.preset: expected a preset name, got {preset_name!r}")
     space = SpaceConfig.from_dict({**preset(preset_name).to_dict(), **space_raw})
+    if space.in_channels != 1:  # pipeline/data.py reads every dataset as grayscale
+        raise ConfigError(f"space.in_channels: the pipeline's images are grayscale (1 channel), got {space.in_channels}")
     search = SearchConfig.from_dict(sections["search"])
+    if search.warmup_epochs >= search.max_epochs:
+        raise ConfigError(f"search.warmup_epochs: {search.warmup_epochs} warm-up epochs leave no architecture epoch "
+                          f"before search.max_epochs = {search.max_epochs}; the search could derive no genotype")
     _check_keys("data", sections["data"], DataConfig)
     data = DataConfig(**sections["data"])
     base = base_dir or Path.cwd()
@@ -336,6 +371,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if raw.get("optuna") is not None:
         if not isinstance(raw["optuna"], Mapping):
             raise ConfigError(f"optuna: expected a mapping of keys, got {type(raw['optuna']).__name__}")
+        _check_names("optuna", raw["optuna"])
         _check_keys("optuna", raw["optuna"], OptunaConfig)
         optuna = OptunaConfig(**raw["optuna"])
         storage = optuna.storage
@@ -349,7 +385,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         raise ConfigError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
     seeds = tuple(_int("seeds", str(i), s, 0) for i, s in enumerate(seeds))
     out = raw.get("output_dir", "runs")
-    if not isinstance(out, (str, os.PathLike)):
+    if not isinstance(out, (str, os.PathLike)) or "\0" in str(out):
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
     ablation = raw.get("ablation") or ""
@@ -378,14 +414,19 @@ def read_config(path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text, ...
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SafeUniqueLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         loc = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ConfigError(f"{path}: malformed YAML{loc}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:
+        # PyYAML's scalar constructors raise these on some malformed tagged values, e.g. `!!int ` alone.
+        raise ConfigError(f"{path}: malformed YAML: {type(exc).__name__}: {exc}") from None
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty")
     if isinstance(raw, dict) and "extends" in raw:
@@ -400,7 +441,7 @@ def read_config(path, _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
 
 
 def load_experiment(path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read a YAML config (``yaml.safe_load``, ``extends`` resolved), apply ``--set`` overrides, validate."""
+    """Read a YAML config (safely, ``extends`` resolved), apply ``--set`` overrides, validate."""
     path = Path(path)
     raw = read_config(path, (path.resolve(),))
     try:

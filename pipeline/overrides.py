@@ -20,7 +20,11 @@ def parse_override(text: str) -> Tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise OverrideError(f"--set {text!r}: the value is not valid YAML ({exc.problem})") from None
+        raise OverrideError(f"--set {text!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except RecursionError:
+        raise OverrideError(f"--set {key}=...: the value is nested too deeply") from None
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:  # PyYAML on e.g. `!!int ` alone
+        raise OverrideError(f"--set {text!r}: the value is not valid YAML ({type(exc).__name__}: {exc})") from None
     return key, value
 
 

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List
 
+from hinas_core.fsutil import atomic_file
+
 from .experiment import ExperimentConfig
 
 # HiNAS Table 5, BSD500 gray test-200, PSNR / SSIM (paper protocol).
@@ -57,7 +59,8 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
 
 def write_report(exp: ExperimentConfig, search_rows, evaluation: List[Dict[str, Any]]) -> Path:
     path = exp.experiment_dir / "report.md"
-    path.write_text(report_markdown(exp, evaluation))
+    with atomic_file(path) as tmp:
+        tmp.write_text(report_markdown(exp, evaluation))
     return path
 
 
@@ -65,4 +68,10 @@ def load_evaluation(exp: ExperimentConfig) -> List[Dict[str, Any]]:
     path = exp.experiment_dir / "evaluation" / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no evaluation at {path}: run `hinas run` (or its evaluate stage) first")
-    return json.loads(path.read_text())
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise ValueError(f"{path} cannot be read ({exc}); run the evaluate stage again (hinas run --resume)") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path} is not an evaluation summary (a list of rows)")
+    return rows

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from hinas_core.models import ModelError, load_model, save_model
+from hinas_core.models import ModelError, load_model, load_tensors, save_model
 from hinas_core.retrain import Trainer
 
 from .experiment import ExperimentConfig, experiment_from_dict
@@ -66,7 +66,7 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            trainer.load_state_dict(torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True))
+            trainer.load_state_dict(load_tensors(Path(d) / CHECKPOINT_FILE, "retrain checkpoint", device))
     while not trainer.done:
         metrics = trainer.run()
         if trainer.done:

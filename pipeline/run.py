@@ -7,7 +7,6 @@ parent run per pipeline, child runs per search trial, retraining job and evaluat
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List
@@ -21,19 +20,14 @@ from .mlflow_tracking import ABLATION, DATASET, EXPERIMENT, SIGMA, STAGE, Tracke
 from .experiment import ExperimentConfig
 from .report import write_report
 from .retrain_stage import run_retrain
-from .search_stage import run_search, search_dirs
-
-SEARCH_SUMMARY = "search_summary.json"
+from .search_stage import finished_search, read_history, run_search, search_dirs
 
 
 def search_or_reuse(exp: ExperimentConfig, resume: bool) -> List[Dict[str, Any]]:
-    summary = exp.experiment_dir / SEARCH_SUMMARY
-    if summary.is_file():
-        rows = json.loads(summary.read_text())["trials"]
-        if rows and all(r.get("genotype") and Path(r["genotype"]).is_file() for r in rows) and \
-                sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas):
-            print(f"hinas run: search results exist in {exp.experiment_dir}, reusing them", flush=True)
-            return rows
+    rows = finished_search(exp)  # None unless the summary and every genotype.json read back whole
+    if rows is not None:
+        print(f"hinas run: search results exist in {exp.experiment_dir}, reusing them", flush=True)
+        return rows
     return run_search(exp, resume=resume and any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
 
 
@@ -96,7 +90,7 @@ def _log_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List
             if not r.get("genotype"):
                 continue
             folder = Path(r["genotype"]).parent
-            history = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else []
+            history = read_history(r["genotype"])
             for h in history:
                 tracker.log_metrics(run_id, {k: h.get(k) for k in ("val_psnr", "val_ssim", "train_loss", "arch_loss",
                                                                    "n_skip", "none_dominant_edges", "epoch_seconds")}, step=h["epoch"])

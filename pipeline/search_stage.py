@@ -17,13 +17,16 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
 
+from hinas_core.fsutil import atomic_file
 from hinas_core.metrics import VAL_PSNR, VAL_SSIM
+from hinas_core.models import ModelError, load_tensors
 from hinas_core.search import Searcher
 
 from .experiment import ExperimentConfig, experiment_from_dict
@@ -31,6 +34,8 @@ from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
+SUMMARY_FILE = "search_summary.json"
+HISTORY_FILE = "history.json"
 
 
 def trial_label(sigma: float, seed: int) -> str:
@@ -58,7 +63,7 @@ def search_trainable(config: Dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            searcher.load_state_dict(torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True))
+            searcher.load_state_dict(load_tensors(Path(d) / CHECKPOINT_FILE, "search checkpoint", device))
     while not searcher.done:
         metrics = searcher.run_epoch()
         metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
@@ -199,8 +204,12 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
         row["epoch_seconds"] = float(frame["epoch_seconds"].mean())
     if result.checkpoint is None:
         return row
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    try:
+        with result.checkpoint.as_directory() as d:
+            state = load_tensors(Path(d) / CHECKPOINT_FILE, "search checkpoint")
+    except ModelError as exc:  # damaged or foreign: no genotype from it, and the summary says why
+        row.update(status="ERROR", stop=f"checkpoint refused: {exc}")
+        return row
     best = state.get("best") or {}
     if not best:
         row["stop"] += " (no architecture epoch yet)"
@@ -213,7 +222,8 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     g = Genotype(g.cells, g.levels, g.widths, provenance=provenance)
     path = g.save(exp.experiment_dir / "genotypes" / row["trial"] / "genotype.json")
     # The per-epoch history (metrics, alpha/beta, genotype of the moment) for curves and heatmaps.
-    (path.parent / "history.json").write_text(json.dumps(state["history"], default=str))
+    with atomic_file(path.parent / HISTORY_FILE) as tmp:
+        tmp.write_text(json.dumps(state["history"], default=str))
     row.update(genotype=str(path), best_epoch=best["epoch"], **{VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM]},
                levels="-".join(map(str, g.levels)))
     return row
@@ -244,7 +254,39 @@ def write_summary(exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> Path:
                      f"{r.get(VAL_PSNR, math.nan):.3f} | {r.get(VAL_SSIM, math.nan):.4f} | {r.get('levels', '')} | "
                      f"{r.get('epoch_seconds', math.nan):.1f} | {r['peak_memory_mb']:.0f} | {r['genotype'] or '-'} |")
     path = exp.experiment_dir / "search_summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    (exp.experiment_dir / "search_summary.json").write_text(json.dumps({"max_concurrent": overlap, "trials": rows}, indent=2, default=str))
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    with atomic_file(exp.experiment_dir / SUMMARY_FILE) as tmp:
+        tmp.write_text(json.dumps({"max_concurrent": overlap, "trials": rows}, indent=2, default=str))
     print("\n".join(lines))
     return path
+
+
+def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
+    """The summary rows of a finished search of ``exp`` that can be reused as they are: every
+    sigma has a trial and every trial's genotype.json loads. None when anything is missing or
+    damaged (the search is then resumed from its checkpoints, which rewrites them)."""
+    from hinas_core.genotype import Genotype
+
+    try:
+        rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
+        for r in rows:
+            Genotype.load(r["genotype"])
+        if rows and sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas):
+            return rows
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: bad JSON or a GenotypeError
+        pass
+    return None
+
+
+def read_history(genotype_path) -> List[Dict[str, Any]]:
+    """The per-epoch history saved beside a trial's genotype.json ([] when absent or damaged)."""
+    path = Path(genotype_path).parent / HISTORY_FILE
+    if not path.is_file():
+        return []
+    try:
+        history = json.loads(path.read_text())
+    except ValueError as exc:
+        warnings.warn(f"{path} is damaged ({exc}); its curves are left out", stacklevel=2)
+        return []
+    return history if isinstance(history, list) else []
