@@ -264,15 +264,17 @@ def write_summary(exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> Path:
 
 def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
     """The summary rows of a finished search of ``exp`` that can be reused as they are: every
-    sigma has a trial and every trial's genotype.json loads. None when anything is missing or
-    damaged (the search is then resumed from its checkpoints, which rewrites them)."""
+    sigma has a trial, no trial was still running when the summary was written (an interrupted
+    search), and every trial's genotype.json loads. None when anything is missing, damaged or
+    unfinished (the search is then resumed from its checkpoints, which rewrites them)."""
     from hinas_core.genotype import Genotype
 
     try:
         rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
         for r in rows:
             Genotype.load(r["genotype"])
-        if rows and sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas):
+        if rows and sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas) and \
+                not any(str(r.get("stop", "")).startswith("running") for r in rows):
             return rows
     except (OSError, ValueError, KeyError, TypeError):  # ValueError: bad JSON or a GenotypeError
         pass

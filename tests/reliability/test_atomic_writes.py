@@ -192,6 +192,18 @@ def test_a_finished_search_is_reused_whole(finished):
     assert rows is not None and rows[0]["genotype"] == str(g)
 
 
+@pytest.mark.parametrize("stop", ["running", "running (no architecture epoch yet)"])
+def test_an_interrupted_search_is_resumed_not_reused(finished, stop):
+    """A summary written when the driver was interrupted lists trials still running: their
+    genotypes are the best so far, not the search's result."""
+    from hinas.pipeline.search_stage import SUMMARY_FILE, finished_search, write_summary
+
+    exp, g = finished
+    rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
+    write_summary(exp, [{**r, "stop": stop} for r in rows])
+    assert finished_search(exp) is None
+
+
 @pytest.mark.parametrize("damage", ["truncated-genotype", "empty-genotype", "missing-genotype", "truncated-summary"])
 def test_a_damaged_search_result_is_not_reused(finished, damage):
     """`hinas run --resume` then resumes the search from its checkpoints, which rewrites them."""

@@ -249,11 +249,11 @@ CASES = [
     ("report-without-evaluation", lambda c: ["report", c.cfg()], ["evaluation/summary.json", "run `hinas run`"], 2),
     ("report-truncated-summary", _truncated_summary, ["summary.json", "cannot be read"], 2),
     ("report-out-is-a-folder", _finished_evaluation, ["--out", "out-is-a-folder", "Is a directory"], 2),
-    # `hinas denoise`'s output handling is being reworked elsewhere (see KNOWN_GAPS).
     ("denoise-output-is-a-folder", lambda c: (c.tmp / "outdir").mkdir() or
-     ["denoise", "--model", c.x / "good.pt", c.x / "small.png", c.tmp / "outdir"], ["outdir"], 2),
+     ["denoise", "--model", c.x / "good.pt", c.x / "small.png", c.tmp / "outdir"], ["outdir", "is a folder"], 2),
     ("denoise-output-under-a-file", lambda c: ["denoise", "--model", c.x / "good.pt", c.x / "small.png", c.x / "good.pt" / "o.png"],
-     ["good.pt"], 2),
+     ["good.pt", "is a file"], 2),
+    ("denoise-sigma-zero", lambda c: ["denoise", "--sigma", "0", c.x / "small.png", c.tmp / "o.png"], ["--sigma", "> 0"], 2),
     # --- hinas data ---
     ("data-check-root-missing", lambda c: ["data", "check", "bsd500", "--root", c.tmp / "nowhere"], ["nowhere", "does not exist"], 1),
     ("data-check-no-root", lambda c: ["data", "check", "bsd500"], ["--root", "HINAS_BSDS500_ROOT"], 1),
@@ -276,11 +276,8 @@ CASES = [
 ]
 
 
-# Cases that still fail, in code this branch must not touch; strict: fixing them turns these red.
-KNOWN_GAPS = {
-    "denoise-output-is-a-folder": "cli._cmd_denoise writes args.output unchecked: IsADirectoryError traceback",
-    "denoise-output-under-a-file": "cli._cmd_denoise mkdirs args.output's parent unchecked: FileExistsError traceback",
-}
+# Cases known to fail (strict xfail: fixing one turns its test red, as a reminder to drop it).
+KNOWN_GAPS: dict = {}
 
 
 @pytest.mark.parametrize("setup, words, code", [

@@ -1,0 +1,98 @@
+"""Copy the HiNAS models of a finished BSD500 run into models/ and write their cards.
+
+    python scripts/ship_models.py RUN_DIR --card-note "..." [--device-name "NVIDIA H100"]
+
+RUN_DIR is an experiment folder of ``hinas run`` (``models/``, ``evaluation/summary.json``,
+``search_summary.json``). For each ``hinas-sigma<S>-seed<N>`` model this writes
+``models/hinas_sigma<S>.pt`` and a card ``models/hinas_sigma<S>.md`` with the run's test-200
+figures, and records in ``models/index.json`` a *check* figure: PSNR/SSIM on the central
+96x96 crops of the first 5 BSD500 test images with the test noise, computed here on the CPU.
+tests/models/test_shipped_models.py recomputes the check figure and compares it to the card.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note: str) -> str:
+    levels = "-".join(map(str, genotype["levels"]))
+    cells = "; ".join(", ".join(f"{op}({inp})" for op, inp in node) for node in genotype["cells"][0]) \
+        if len(genotype["cells"]) == 1 else f"{len(genotype['cells'])} cells"
+    rt = meta["retrain"]
+    return f"""# HiNAS denoiser, BSD500 gray, sigma {entry['sigma']:g}
+
+`{entry['file']}` - a network found by the HiNAS search and trained by `hinas run`
+(config `{entry['config']}`), shipped with hinas. Use it with
+`hinas denoise --sigma {entry['sigma']:g} noisy.png out.png`.
+
+| | |
+| --- | --- |
+| data | BSD500 train+val (300 images), grayscale (BT.601 luma); additive white Gaussian noise sigma = {entry['sigma']:g} (0-255 scale) |
+| architecture | width path (levels per layer) {levels}; cell: {cells}; level-0 width {entry['width']}; {entry['params']:,} parameters |
+| search | {search.get('epochs')} epochs ({'cut short by the time limit: the stop rule had not fired' if search.get('stop') == 'running' else search.get('stop')}), best validation epoch {search.get('best_epoch')} (val PSNR {search.get('val_psnr', float('nan')):.2f} dB) |
+| training budget | {rt['iterations']:,} iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
+| trained on | {entry['device']} ({entry['date']}), code at commit {entry['commit']} |
+| test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
+| test-200, whole images | PSNR {row['psnr_whole']:.2f} dB, SSIM {row['ssim_whole']:.4f} |
+| paper (Table 5, patch protocol) | {entry['paper']} (this model: {entry['below_paper_db']} dB below) |
+| check set (CPU, first 5 test images, central 96x96, whole-image protocol) | PSNR {entry['check']['psnr']:.4f} dB, SSIM {entry['check']['ssim']:.5f} |
+
+{note}
+"""
+
+
+PAPER = {30: "29.14 / 0.8403", 50: "26.77 / 0.7635", 70: "25.48 / 0.7129"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--config", default="tune_configs/bsd500_gpu.yaml")
+    ap.add_argument("--device-name", default="NVIDIA H100 80GB HBM3")
+    ap.add_argument("--date", default=datetime.date.today().isoformat())
+    ap.add_argument("--commit", default=None, help="the commit whose code trained the models (default: HEAD)")
+    ap.add_argument("--card-note", default="", help="a paragraph added to every card (limits, deviations)")
+    ap.add_argument("--bsds-root", default=os.environ.get("HINAS_BSDS500_ROOT") or str(ROOT.parent / "shared" / "datasets" / "BSDS500"))
+    args = ap.parse_args(argv)
+    from hinas.models import CHECK, check_figures
+    from hinas_core.models import load_model
+
+    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                           text=True, check=True).stdout.strip()
+    summary = {r["label"]: r for r in json.loads((args.run_dir / "evaluation" / "summary.json").read_text())}
+    searches = {r["sigma"]: r for r in json.loads((args.run_dir / "search_summary.json").read_text())["trials"]}
+    out_dir = ROOT / "models"
+    entries = []
+    for label, row in sorted(summary.items(), key=lambda kv: kv[1]["sigma"]):
+        if row["kind"] != "hinas":
+            continue
+        sigma = float(row["sigma"])
+        src = args.run_dir / "models" / label / "model.pt"
+        _, spec, meta = load_model(src, "cpu")
+        name = f"hinas_sigma{sigma:g}"
+        shutil.copyfile(src, out_dir / f"{name}.pt")
+        entry = {"sigma": sigma, "file": f"{name}.pt", "card": f"{name}.md", "config": args.config,
+                 "width": spec["width"], "params": row["params"], "iterations": meta["iterations"],
+                 "device": args.device_name, "date": args.date, "commit": commit,
+                 "paper": PAPER.get(int(sigma), "-"),
+                 "test200": {k: row[k] for k in ("psnr_patch", "ssim_patch", "psnr_whole", "ssim_whole")},
+                 "check": check_figures(out_dir / f"{name}.pt", sigma, args.bsds_root)}
+        entry["below_paper_db"] = round(float(entry["paper"].split(" / ")[0]) - row["psnr_patch"], 2) \
+            if entry["paper"] != "-" else None
+        (out_dir / entry["card"]).write_text(card(entry, row, searches.get(sigma, {}), meta, spec["genotype"],
+                                                  args.card_note))
+        entries.append(entry)
+        print(f"{name}: test-200 {row['psnr_patch']:.2f} / {row['psnr_whole']:.2f} dB, check {entry['check']}")
+    (out_dir / "index.json").write_text(json.dumps({"check_set": CHECK, "models": entries}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
