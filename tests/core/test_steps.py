@@ -117,7 +117,8 @@ def test_graph_search_follows_the_eager_search_on_cuda():
     eager, graphed = out
     np.testing.assert_allclose([h["train_loss"] for h in graphed.history], [h["train_loss"] for h in eager.history],
                                rtol=1e-3)
-    torch.testing.assert_close(graphed.model.alpha, eager.model.alpha, rtol=1e-3, atol=1e-5)
+    # Adam turns float-rounding differences of tiny gradients into steps of ~lr; a wrong step is ~1e-3
+    torch.testing.assert_close(graphed.model.alpha, eager.model.alpha, rtol=0, atol=2e-4)
     # resuming a graph-mode search from its state continues it (the graph is captured again)
     state = graphed.state_dict()
     cfg = SearchConfig(max_epochs=4, warmup_epochs=1, batch_size=4, cuda_graph=True, seed=1)
