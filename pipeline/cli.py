@@ -271,7 +271,7 @@ def _denoise_model(args: argparse.Namespace) -> str:
     return entry["path"]
 
 
-def _check_output(path: str) -> None:
+def _check_output_file(path: str) -> None:
     """Refuse an output path that cannot become a file, before any work."""
     out = Path(path)
     if out.is_dir():
@@ -292,7 +292,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from hinas_core.models import ModelError, load_model
 
     try:
-        _check_output(args.output)
+        _check_output_file(args.output)
         model, spec, meta = load_model(_denoise_model(args))
         noisy = read_image(args.input, gray=spec.get("in_channels", 1) == 1)
     except (ModelError, DatasetError, ValueError) as exc:
