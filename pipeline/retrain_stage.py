@@ -22,6 +22,7 @@ from hinas_core.models import ModelError, load_model, save_model
 from hinas_core.retrain import Trainer
 
 from .experiment import ExperimentConfig, experiment_from_dict
+from .faults import KillPoints, with_kill_point
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -62,7 +63,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     cfg = replace(exp.retrain, seed=int(job["seed"]))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
-    trainer = Trainer(job["spec"], cfg, training_sampler(exp.data, float(job["sigma"])), device)
+    sampler = with_kill_point(training_sampler(exp.data, float(job["sigma"])), "retrain-step")
+    trainer = Trainer(job["spec"], cfg, sampler, device)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -102,7 +104,8 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                          failure_config=tune.FailureConfig(max_failures=2), verbose=1),
+                                          failure_config=tune.FailureConfig(max_failures=2),
+                                          callbacks=[KillPoints("retrain")], verbose=1),
             )
         for result in tuner.fit():
             label = result.config["job"]["label"]

@@ -19,6 +19,7 @@ from hinas_core.models import hinas_spec
 from .evaluate_stage import run_evaluate
 from .mlflow_tracking import ABLATION, DATASET, EXPERIMENT, SIGMA, STAGE, Tracker, tracking_uri
 from .experiment import ExperimentConfig
+from .faults import kill_point
 from .report import write_report
 from .retrain_stage import run_retrain
 from .search_stage import run_search, search_dirs
@@ -119,12 +120,16 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         tracker.close_dangling(parent)
         tracker.log_json(parent, exp.to_dict(), "config.json")
         search_rows = search_or_reuse(exp, resume)
+        kill_point("searched")
         _log_search(tracker, parent, exp, search_rows)
+        kill_point("search-logged")
         genotypes = derive(exp, search_rows)
+        kill_point("derived")
         for sigma, path in genotypes.items():
             tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
         jobs = retrain_jobs(exp, genotypes)
         trained = run_retrain(exp, jobs, resume=resume)
+        kill_point("retrained")
         specs = {j["label"]: j["spec"] for j in jobs}
         for t in trained:
             tags = {STAGE: "retrain", SIGMA: t["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
@@ -136,7 +141,9 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         failed = [t["label"] for t in trained if not t.get("model")]
         if failed:
             raise RuntimeError(f"retraining produced no model for {failed}")
+        kill_point("retrain-logged")
         evaluation = run_evaluate(exp, trained)
+        kill_point("evaluated")
         for r in evaluation:
             tags = {STAGE: "evaluate", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
             with tracker.run(f"evaluate {r['label']}", f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
@@ -147,7 +154,9 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
                 if r.get("examples"):
                     tracker.log_artifact(run_id, r["examples"], "figures")
             tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
+            kill_point("evaluate-logged")
         report = write_report(exp, search_rows, evaluation)
+        kill_point("report")
         tracker.log_artifact(parent, report)
     return {"search": search_rows, "genotypes": {str(k): str(v) for k, v in genotypes.items()},
             "retrain": trained, "evaluation": evaluation, "report": str(report), "mlflow_run": parent}

@@ -27,6 +27,7 @@ from hinas_core.metrics import VAL_PSNR, VAL_SSIM
 from hinas_core.search import Searcher
 
 from .experiment import ExperimentConfig, experiment_from_dict
+from .faults import KillPoints, with_kill_point
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -53,8 +54,8 @@ def search_trainable(config: Dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = _device(exp)
     data = search_data(exp.data, sigma, search_cfg.batch_size)
-    searcher = Searcher(exp.space, search_cfg, data.train_w, data.train_a, data.evaluate,
-                        data.steps_per_epoch, device=device)
+    searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
+                        data.evaluate, data.steps_per_epoch, device=device)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -122,6 +123,7 @@ def _run_config(exp: ExperimentConfig, name: str):
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=2),
+        callbacks=[KillPoints("search")],
         verbose=1,
     )
 
