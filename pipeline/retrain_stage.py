@@ -86,7 +86,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     """Train every job not already trained; return ``{label, model, status, ...}`` per job."""
     from ray import tune
 
-    from .search_stage import init_ray
+    from .search_stage import init_ray, restorable
 
     todo = [j for j in jobs if existing_model(exp, j) is None]
     rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
@@ -94,7 +94,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
         init_ray()
         path = exp.experiment_dir / RETRAIN_DIR
         trainable = tune.with_resources(retrain_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
-        if resume and tune.Tuner.can_restore(str(path)):
+        if resume and restorable(path):
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(

@@ -135,34 +135,45 @@ def search_dirs(exp: ExperimentConfig) -> List[str]:
     return [f"{SEARCH_DIR}-sigma{s:g}" for s in exp.data.sigmas]
 
 
+def restorable(path: Path) -> bool:
+    """Whether Tune can continue the experiment in ``path``.
+
+    ``Tuner()`` writes ``tuner.pkl`` at once but the trials' state only from the first step of
+    ``fit()``: a driver killed in between leaves a folder that ``Tuner.restore`` fails on (it
+    rebuilds trials without their config); such an experiment is started anew instead.
+    """
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(path)) and any(Path(path).glob("experiment_state-*.json"))
+
+
 def _tuners(exp: ExperimentConfig, resume: bool):
     from ray import tune
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
     names = search_dirs(exp)
-    if resume:
-        missing = [n for n in names if not tune.Tuner.can_restore(str(exp.experiment_dir / n))]
-        if missing:
-            raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / missing[0]}")
-        return [tune.Tuner.restore(str(exp.experiment_dir / n), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True) for n in names]
+    if resume and not any((exp.experiment_dir / n).exists() for n in names):
+        raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / names[0]}")
 
     def dirname(t):
         return f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"
 
-    if exp.optuna is None:
-        param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
-                       "seed": tune.grid_search(list(exp.seeds))}
-        tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
-                                      trial_dirname_creator=dirname)
-        return [tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=_run_config(exp, names[0]))]
     tuners = []
-    for sigma, name in zip(exp.data.sigmas, names):
-        tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
-                                      max_concurrent_trials=exp.resources.max_concurrent or None,
-                                      trial_dirname_creator=dirname)
-        param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
+    for sigma, name in zip(exp.data.sigmas, names):  # with Optuna, one experiment per sigma
+        if resume and restorable(exp.experiment_dir / name):
+            tuners.append(tune.Tuner.restore(str(exp.experiment_dir / name), trainable=trainable,
+                                             resume_unfinished=True, resume_errored=True))
+            continue
+        if exp.optuna is None:
+            param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
+                           "seed": tune.grid_search(list(exp.seeds))}
+            tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                                          trial_dirname_creator=dirname)
+        else:
+            tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
+                                          max_concurrent_trials=exp.resources.max_concurrent or None,
+                                          trial_dirname_creator=dirname)
+            param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
         tuners.append(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                  run_config=_run_config(exp, name)))
     return tuners
