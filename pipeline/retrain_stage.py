@@ -86,7 +86,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     """Train every job not already trained; return ``{label, model, status, ...}`` per job."""
     from ray import tune
 
-    from .search_stage import init_ray, restorable
+    from .search_stage import init_ray, restorable, trial_config
 
     todo = [j for j in jobs if existing_model(exp, j) is None]
     rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
@@ -108,7 +108,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                                           callbacks=[KillPoints("retrain")], verbose=1),
             )
         for result in tuner.fit():
-            label = result.config["job"]["label"]
+            label = trial_config(result)["job"]["label"]
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),
                                train_seconds=(result.metrics or {}).get("time_total_s"))

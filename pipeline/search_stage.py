@@ -80,6 +80,17 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
+def trial_config(result) -> Dict[str, Any]:
+    """A Tune result's trial config, also for a trial that failed before its first report.
+
+    ``Result.config`` is read from the last reported metrics, so it is None for such a trial;
+    Tune wrote the config to ``params.json`` in the trial's folder when the trial started.
+    """
+    if result.config is not None:
+        return result.config
+    return json.loads((Path(result.path) / "params.json").read_text())
+
+
 class OptunaSpace:
     """The define-by-run space of the optuna config (a class: Tune pickles the searcher)."""
 
@@ -195,8 +206,9 @@ def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, An
 def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     from hinas_core.genotype import Genotype
 
-    sigma, seed = float(result.config["sigma"]), int(result.config["seed"])
-    hp = dict(result.config.get("hp") or {})
+    config = trial_config(result)
+    sigma, seed = float(config["sigma"]), int(config["seed"])
+    hp = dict(config.get("hp") or {})
     last = result.metrics or {}
     label = trial_label(sigma, seed) + (f"-{last.get('trial_id', '')}" if hp else "")
     row: Dict[str, Any] = {"trial": label, "sigma": sigma, "seed": seed, "hp": hp,
