@@ -23,6 +23,7 @@ from hinas_core.retrain import Trainer
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
+from .retries import RetryBudget, failure_config
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -104,8 +105,8 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                          failure_config=tune.FailureConfig(max_failures=2),
-                                          callbacks=[KillPoints("retrain")], verbose=1),
+                                          failure_config=failure_config(),
+                                          callbacks=[RetryBudget(), KillPoints("retrain")], verbose=1),
             )
         for result in tuner.fit():
             label = trial_config(result)["job"]["label"]

@@ -28,6 +28,7 @@ from hinas_core.search import Searcher
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
+from .retries import RetryBudget, failure_config
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -133,8 +134,8 @@ def _run_config(exp: ExperimentConfig, name: str):
         storage_path=str(exp.experiment_dir),
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=2),
-        callbacks=[KillPoints("search")],
+        failure_config=failure_config(),
+        callbacks=[RetryBudget(), KillPoints("search")],
         verbose=1,
     )
 
