@@ -21,6 +21,7 @@ from hinas_core.network import count_parameters
 
 from .data import test_pairs
 from .experiment import ExperimentConfig
+from .faults import kill_point
 
 
 def _device(exp: ExperimentConfig) -> torch.device:
@@ -112,7 +113,11 @@ def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] =
 def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Evaluate ``[{label, model, sigma}, ...]`` (and BM3D per sigma); writes evaluation/summary.json."""
     out = exp.experiment_dir / "evaluation"
-    rows = [evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out) for m in models if m.get("model")]
+    rows = []
+    for m in models:
+        if m.get("model"):
+            rows.append(evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out))
+            kill_point("evaluate-model")
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         rows += [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
     with atomic_file(out / "summary.json") as tmp:

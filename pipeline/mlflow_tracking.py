@@ -3,10 +3,19 @@
 One parent run per pipeline; child runs (``mlflow.parentRunId``) per search trial, retraining
 job and evaluation, tagged with stage, dataset, sigma, ablation and a stable key so a resumed
 pipeline finds and reuses its runs instead of duplicating them. Every run is ended FINISHED,
-or FAILED / KILLED when the work in it raises: none is left RUNNING.
+or FAILED / KILLED when the work in it raises: none is left RUNNING. A resumed pipeline skips
+the child runs that an earlier attempt finished, and logs into a reused run only the metric
+steps it does not hold yet, so a crash and resume leave each curve as one uninterrupted run's.
 
 Store: ``$MLFLOW_TRACKING_URI`` when set (e.g. an ``mlflow server``), else a SQLite file
 ``OUTPUT_DIR/mlflow.db`` (MLflow 3 refuses the old ``./mlruns`` file store).
+
+A store that fails mid-run is one :class:`TrackingError` (one line, naming the URI), not a
+traceback per open run: a server that went away is reported as unreachable, later calls fail
+at once, and the runs left RUNNING are closed by the resumed pipeline. Against a server the
+MLflow client retries a failed request for minutes by default; unless the user set them,
+:data:`HTTP_DEFAULTS` bound that to seconds - the stages' products are on disk, so a resume
+loses nothing.
 """
 from __future__ import annotations
 
@@ -28,6 +37,9 @@ ABLATION = "hinas.ablation"
 EXPERIMENT = "hinas.experiment"
 PARENT = "mlflow.parentRunId"
 MAX_PARAM = 500  # MLflow's limit on a param value's length
+# MLflow's own defaults are 7 retries with a backoff factor of 2 and a 120 s timeout per request.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 class TrackingError(RuntimeError):
@@ -38,14 +50,26 @@ def tracking_uri(output_dir) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
 
 
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def server_down(uri: str, timeout: float = 10.0) -> Optional[str]:
+    """Why the tracking server at ``uri`` does not answer its health check, or None if it does."""
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
+
+
 def check_tracking(uri: str, timeout: float = 10.0) -> None:
     """Fail fast, before any trial starts, when the store is unreachable."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({exc}); start it or unset "
-                                "MLFLOW_TRACKING_URI to use a local SQLite store") from None
+    if _is_server(uri):
+        reason = server_down(uri, timeout)
+        if reason is not None:
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); start it or unset "
+                                "MLFLOW_TRACKING_URI to use a local SQLite store")
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).parent
         try:
@@ -68,19 +92,53 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
     return out
 
 
-class Tracker:
-    def __init__(self, uri: str, experiment: str, artifact_location: Optional[str] = None):
+class _Client:
+    """An ``MlflowClient`` whose every failure is one :class:`TrackingError` naming the store.
+
+    Once the server is found unreachable, every later call fails at once with the same message
+    instead of retrying against a server that is gone.
+    """
+
+    def __init__(self, uri: str):
         from mlflow import MlflowClient
 
+        self.uri, self._client, self.lost = uri, MlflowClient(uri), None
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+
+        def call(*args, **kwargs):
+            if self.lost:
+                raise TrackingError(self.lost)
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:  # MlflowException, requests' and urllib3's errors
+                raise self._error(name, exc) from None
+
+        return call
+
+    def _error(self, what: str, exc: Exception) -> TrackingError:
+        reason = server_down(self.uri, timeout=5.0) if _is_server(self.uri) else None
+        if reason is not None:
+            self.lost = (f"MLflow tracking server {self.uri} is unreachable ({reason}); the results on disk are "
+                         "kept: once the server is back, resume with `hinas run CONFIG --resume`")
+            return TrackingError(self.lost)
+        text = str(exc).strip()
+        return TrackingError(f"MLflow store {self.uri}: {what} failed ({text.splitlines()[0] if text else type(exc).__name__})")
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, artifact_location: Optional[str] = None):
         check_tracking(uri)
+        if _is_server(uri):
+            for key, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
         self.uri = uri
-        self.client = MlflowClient(uri)
-        try:
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-                experiment, artifact_location=artifact_location)
-        except Exception as exc:  # MlflowException, connection errors: one clear message
-            raise TrackingError(f"MLflow store {uri}: cannot open experiment {experiment!r} ({exc})") from None
+        self.client = _Client(uri)
+        self._reused: Dict[str, Dict[str, set]] = {}  # run id -> metric key -> steps it holds
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=artifact_location)
 
     # ---- runs ----------------------------------------------------------------------------
     def find(self, key: str, parent: Optional[str] = None) -> Optional[str]:
@@ -102,6 +160,7 @@ class Tracker:
                 self.log_params(run_id, params)
         else:
             self.client.update_run(run_id, status="RUNNING")
+            self._reused[run_id] = {}
         return run_id
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
@@ -113,12 +172,20 @@ class Tracker:
         try:
             yield run_id
         except KeyboardInterrupt:
-            self.end(run_id, "KILLED")
+            self._end_failed(run_id, "KILLED")
             raise
         except BaseException:
-            self.end(run_id, "FAILED")
+            self._end_failed(run_id, "FAILED")
             raise
         self.end(run_id, "FINISHED")
+
+    def _end_failed(self, run_id: str, status: str) -> None:
+        """End a run whose work raised, never masking that error: with the store gone the run
+        stays RUNNING, and the resumed pipeline closes it (:meth:`close_dangling`)."""
+        try:
+            self.end(run_id, status)
+        except TrackingError:
+            pass
 
     def close_dangling(self, parent: str) -> int:
         """Mark children of ``parent`` still RUNNING (a crashed driver's) as FAILED."""
@@ -127,6 +194,12 @@ class Tracker:
         for r in runs:
             self.end(r.info.run_id, "FAILED")
         return len(runs)
+
+    def finished(self, parent: str) -> set:
+        """The keys of the children of ``parent`` that an earlier attempt finished (logged in full)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
+                                       "attributes.status = 'FINISHED'")
+        return {r.data.tags.get(KEY) for r in runs}
 
     # ---- data ----------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -141,6 +214,12 @@ class Tracker:
         for k, v in metrics.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 continue
+            if run_id in self._reused:  # a crashed attempt may have logged this step already
+                held = self._reused[run_id]
+                if k not in held:
+                    held[k] = {m.step for m in self.client.get_metric_history(run_id, k)}
+                if (step or 0) in held[k]:
+                    continue
             self.client.log_metric(run_id, k, float(v), step=step or 0)
 
     def log_artifact(self, run_id: str, path, artifact_path: Optional[str] = None) -> None:

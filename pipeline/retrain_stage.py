@@ -22,6 +22,8 @@ from hinas_core.models import ModelError, load_model, load_tensors, save_model
 from hinas_core.retrain import Trainer
 
 from .experiment import ExperimentConfig, experiment_from_dict
+from .faults import KillPoints, with_kill_point
+from .retries import RetryBudget, failure_config
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -62,7 +64,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     cfg = replace(exp.retrain, seed=int(job["seed"]))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
-    trainer = Trainer(job["spec"], cfg, training_sampler(exp.data, float(job["sigma"])), device)
+    sampler = with_kill_point(training_sampler(exp.data, float(job["sigma"])), "retrain-step")
+    trainer = Trainer(job["spec"], cfg, sampler, device)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -84,7 +87,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     """Train every job not already trained; return ``{label, model, status, ...}`` per job."""
     from ray import tune
 
-    from .search_stage import init_ray
+    from .search_stage import init_ray, restorable, trial_config
 
     todo = [j for j in jobs if existing_model(exp, j) is None]
     rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
@@ -92,7 +95,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
         init_ray()
         path = exp.experiment_dir / RETRAIN_DIR
         trainable = tune.with_resources(retrain_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
-        if resume and tune.Tuner.can_restore(str(path)):
+        if resume and restorable(path):
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(
@@ -102,10 +105,11 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                          failure_config=tune.FailureConfig(max_failures=2), verbose=1),
+                                          failure_config=failure_config(),
+                                          callbacks=[RetryBudget(), KillPoints("retrain")], verbose=1),
             )
         for result in tuner.fit():
-            label = result.config["job"]["label"]
+            label = trial_config(result)["job"]["label"]
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),
                                train_seconds=(result.metrics or {}).get("time_total_s"))

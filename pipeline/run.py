@@ -18,6 +18,7 @@ from hinas_core.models import hinas_spec
 from .evaluate_stage import run_evaluate
 from .mlflow_tracking import ABLATION, DATASET, EXPERIMENT, SIGMA, STAGE, Tracker, tracking_uri
 from .experiment import ExperimentConfig
+from .faults import kill_point
 from .report import write_report
 from .retrain_stage import run_retrain
 from .search_stage import finished_search, read_history, run_search, search_dirs
@@ -80,10 +81,12 @@ def _params(exp: ExperimentConfig) -> Dict[str, Any]:
     return {**{sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}, "ablation": exp.ablation or "none"}
 
 
-def _log_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> None:
+def _log_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
     from .figures import arch_figure, genotype_figure, psnr_figure
 
     for r in rows:
+        if f"search:{r['trial']}" in done:
+            continue
         tags = {STAGE: "search", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
         with tracker.run(f"search {r['trial']}", f"search:{r['trial']}", parent, tags,
                          {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}}) as run_id:
@@ -111,27 +114,37 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     tags = {STAGE: "pipeline", DATASET: exp.data.dataset, ABLATION: exp.ablation or "none", EXPERIMENT: exp.name}
     with tracker.run(exp.name, f"pipeline:{exp.experiment_dir}", tags=tags, params=_params(exp)) as parent:
         tracker.close_dangling(parent)
+        done = tracker.finished(parent)  # child runs an earlier, interrupted attempt completed
         tracker.log_json(parent, exp.to_dict(), "config.json")
         search_rows = search_or_reuse(exp, resume)
-        _log_search(tracker, parent, exp, search_rows)
+        kill_point("searched")
+        _log_search(tracker, parent, exp, search_rows, done)
+        kill_point("search-logged")
         genotypes = derive(exp, search_rows)
+        kill_point("derived")
         for sigma, path in genotypes.items():
             tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
         jobs = retrain_jobs(exp, genotypes)
         trained = run_retrain(exp, jobs, resume=resume)
+        kill_point("retrained")
         specs = {j["label"]: j["spec"] for j in jobs}
         for t in trained:
+            if not t.get("model") or f"retrain:{t['label']}" in done:
+                continue  # a job without a model gets its run once a resumed pipeline has trained it
             tags = {STAGE: "retrain", SIGMA: t["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
             with tracker.run(f"retrain {t['label']}", f"retrain:{t['label']}", parent, tags,
                              {"kind": t["kind"], "width": specs[t["label"]].get("width"), **exp.retrain.to_dict()}) as run_id:
                 tracker.log_metrics(run_id, {"patches_per_s": t.get("patches_per_s"), "train_seconds": t.get("train_seconds")})
-                if t.get("model"):
-                    tracker.log_artifact(run_id, t["model"], "model")
+                tracker.log_artifact(run_id, t["model"], "model")
         failed = [t["label"] for t in trained if not t.get("model")]
         if failed:
             raise RuntimeError(f"retraining produced no model for {failed}")
+        kill_point("retrain-logged")
         evaluation = run_evaluate(exp, trained)
+        kill_point("evaluated")
         for r in evaluation:
+            if f"evaluate:{r['label']}" in done:
+                continue
             tags = {STAGE: "evaluate", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
             with tracker.run(f"evaluate {r['label']}", f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
                 tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
@@ -140,8 +153,11 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
                     tracker.log_artifact(run_id, parquet)
                 if r.get("examples"):
                     tracker.log_artifact(run_id, r["examples"], "figures")
-            tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
+                # Inside the child's block: a FINISHED evaluation run implies these are logged too.
+                tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
+            kill_point("evaluate-logged")
         report = write_report(exp, search_rows, evaluation)
+        kill_point("report")
         tracker.log_artifact(parent, report)
     return {"search": search_rows, "genotypes": {str(k): str(v) for k, v in genotypes.items()},
             "retrain": trained, "evaluation": evaluation, "report": str(report), "mlflow_run": parent}

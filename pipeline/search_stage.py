@@ -30,6 +30,8 @@ from hinas_core.models import ModelError, load_tensors
 from hinas_core.search import Searcher
 
 from .experiment import ExperimentConfig, experiment_from_dict
+from .faults import KillPoints, with_kill_point
+from .retries import RetryBudget, failure_config
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -58,8 +60,8 @@ def search_trainable(config: Dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = _device(exp)
     data = search_data(exp.data, sigma, search_cfg.batch_size)
-    searcher = Searcher(exp.space, search_cfg, data.train_w, data.train_a, data.evaluate,
-                        data.steps_per_epoch, device=device)
+    searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
+                        data.evaluate, data.steps_per_epoch, device=device)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -82,6 +84,17 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def trial_config(result) -> Dict[str, Any]:
+    """A Tune result's trial config, also for a trial that failed before its first report.
+
+    ``Result.config`` is read from the last reported metrics, so it is None for such a trial;
+    Tune wrote the config to ``params.json`` in the trial's folder when the trial started.
+    """
+    if result.config is not None:
+        return result.config
+    return json.loads((Path(result.path) / "params.json").read_text())
 
 
 class OptunaSpace:
@@ -126,7 +139,8 @@ def _run_config(exp: ExperimentConfig, name: str):
         storage_path=str(exp.experiment_dir),
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=2),
+        failure_config=failure_config(),
+        callbacks=[RetryBudget(), KillPoints("search")],
         verbose=1,
     )
 
@@ -138,34 +152,45 @@ def search_dirs(exp: ExperimentConfig) -> List[str]:
     return [f"{SEARCH_DIR}-sigma{s:g}" for s in exp.data.sigmas]
 
 
+def restorable(path: Path) -> bool:
+    """Whether Tune can continue the experiment in ``path``.
+
+    ``Tuner()`` writes ``tuner.pkl`` at once but the trials' state only from the first step of
+    ``fit()``: a driver killed in between leaves a folder that ``Tuner.restore`` fails on (it
+    rebuilds trials without their config); such an experiment is started anew instead.
+    """
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(path)) and any(Path(path).glob("experiment_state-*.json"))
+
+
 def _tuners(exp: ExperimentConfig, resume: bool):
     from ray import tune
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
     names = search_dirs(exp)
-    if resume:
-        missing = [n for n in names if not tune.Tuner.can_restore(str(exp.experiment_dir / n))]
-        if missing:
-            raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / missing[0]}")
-        return [tune.Tuner.restore(str(exp.experiment_dir / n), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True) for n in names]
+    if resume and not any((exp.experiment_dir / n).exists() for n in names):
+        raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / names[0]}")
 
     def dirname(t):
         return f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"
 
-    if exp.optuna is None:
-        param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
-                       "seed": tune.grid_search(list(exp.seeds))}
-        tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
-                                      trial_dirname_creator=dirname)
-        return [tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=_run_config(exp, names[0]))]
     tuners = []
-    for sigma, name in zip(exp.data.sigmas, names):
-        tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
-                                      max_concurrent_trials=exp.resources.max_concurrent or None,
-                                      trial_dirname_creator=dirname)
-        param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
+    for sigma, name in zip(exp.data.sigmas, names):  # with Optuna, one experiment per sigma
+        if resume and restorable(exp.experiment_dir / name):
+            tuners.append(tune.Tuner.restore(str(exp.experiment_dir / name), trainable=trainable,
+                                             resume_unfinished=True, resume_errored=True))
+            continue
+        if exp.optuna is None:
+            param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
+                           "seed": tune.grid_search(list(exp.seeds))}
+            tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                                          trial_dirname_creator=dirname)
+        else:
+            tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
+                                          max_concurrent_trials=exp.resources.max_concurrent or None,
+                                          trial_dirname_creator=dirname)
+            param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
         tuners.append(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                  run_config=_run_config(exp, name)))
     return tuners
@@ -187,8 +212,9 @@ def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, An
 def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     from hinas_core.genotype import Genotype
 
-    sigma, seed = float(result.config["sigma"]), int(result.config["seed"])
-    hp = dict(result.config.get("hp") or {})
+    config = trial_config(result)
+    sigma, seed = float(config["sigma"]), int(config["seed"])
+    hp = dict(config.get("hp") or {})
     last = result.metrics or {}
     label = trial_label(sigma, seed) + (f"-{last.get('trial_id', '')}" if hp else "")
     row: Dict[str, Any] = {"trial": label, "sigma": sigma, "seed": seed, "hp": hp,
