@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import sys
 import time
 
 import numpy as np
 import torch
+from _common import device_name, write_json
 
 from hinas_core.genotype import Genotype
 from hinas_core.inference import fold_batchnorm
@@ -103,11 +103,9 @@ def main(argv=None) -> int:
         h, d = (next(r["seconds"] for r in rows if r["model"] == m and r["variant"] == variant) for m in ("hinas", "dncnn"))
         ratios[variant] = h / d
         print(f"HiNAS / DnCNN time ({variant}): {h / d:.2f}x")
-    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    result = {"device": device_name(device),
               "torch": torch.__version__, "batch": args.batch, "rows": rows, "ratio_hinas_dncnn": ratios}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0
 
 

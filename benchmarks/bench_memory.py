@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import sys
 import time
 
 import torch
+from _common import device_name, write_json
 
 from hinas_core import Supernet, count_parameters, preset
 from hinas_core.memory import cuda_step_peak, saved_activation_bytes
@@ -51,14 +50,12 @@ def main(argv=None) -> int:
     ratio = rows["shared"]["saved_bytes"] / rows["unshared"]["saved_bytes"]
     print(f"ratio shared/unshared, saved activations: {ratio:.3f}")
     result = {"preset": args.preset, "batch": args.batch, "size": args.size, "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+              "device_name": device_name(device),
               "torch": torch.__version__, "rows": rows, "saved_ratio": ratio}
     if device.type == "cuda":
         result["cuda_peak_ratio"] = rows["shared"]["cuda_peak_bytes"] / rows["unshared"]["cuda_peak_bytes"]
         print(f"ratio shared/unshared, CUDA peak: {result['cuda_peak_ratio']:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0
 
 

@@ -11,11 +11,11 @@ time of the paper's budget (600k iterations x 12 patches). The HiNAS network is 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
+from _common import device_name, write_json
 
 from hinas_core.genotype import Genotype
 from hinas_core.models import hinas_spec
@@ -69,11 +69,9 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"{name:6s} ({r['params'] / 1e6:.2f} M) {mode:5s} {r['patches_per_s']:8.0f} patches/s "
                   f"({r['step_ms']:.2f} ms/step); 600k x {args.batch} in {r['paper_budget_min']:.0f} min", flush=True)
-    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    result = {"device": device_name(device),
               "torch": torch.__version__, "batch": args.batch, "rows": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0
 
 

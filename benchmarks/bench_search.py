@@ -25,13 +25,10 @@ import time
 
 import numpy as np
 import torch
+from _common import device_name, write_json
 
 from hinas_core import preset
 from hinas_core.search import SearchConfig, Searcher
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _sync(device: torch.device) -> None:
@@ -91,11 +88,6 @@ def concurrent(args, n: int) -> dict:
             "projected_100_epochs_min_all": 100 * worst / 60, "wall_s_including_start": wall}
 
 
-def _write(path: str, result: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="denoise", help="space preset (default: the paper's 4 layers x 5 nodes)")
@@ -126,7 +118,7 @@ def main(argv=None) -> int:
                       f"(training {row['train_s']:.2f} s = {row['steps_per_epoch']} x {row['step_s'] * 1000:.0f} ms W+A step, "
                       f"validation {row['validation_s']:.2f} s); 100 epochs {row['projected_100_epochs_min']:.1f} min; "
                       f"peak {row['peak_memory_bytes'] / 2**30:.1f} GiB", flush=True)
-    result = {"preset": args.preset, "batch": args.batch, "device": _device_name(device), "torch": torch.__version__,
+    result = {"preset": args.preset, "batch": args.batch, "device": device_name(device), "torch": torch.__version__,
               "rows": rows}
     base = {r["sharing"]: r for r in rows if r["mode"] == "eager"}
     for r in rows:
@@ -134,23 +126,20 @@ def main(argv=None) -> int:
             r["speedup_vs_eager"] = base[r["sharing"]]["epoch_s"] / r["epoch_s"]
             if not args.quiet:
                 print(f"graph / eager speed-up (sharing={'on' if r['sharing'] else 'off'}): {r['speedup_vs_eager']:.2f}x")
-    if args.json:
-        _write(args.json, result)
+    write_json(args.json, result)
     if args.concurrent:
         try:
             c = concurrent(args, args.concurrent)
         except SystemExit as exc:  # keep the single-search figures; say why the rest is missing
             result["concurrent"] = {"error": str(exc)}
             print(f"concurrent run failed: {exc}", flush=True)
-            if args.json:
-                _write(args.json, result)
+            write_json(args.json, result)
             return 1
         result["concurrent"] = c
         print(f"{c['processes']} searches at once (sigma {c['sigmas']}): epochs of "
               + ", ".join(f"{s:.2f}" for s in c["epoch_s_each"])
               + f" s; all three 100-epoch searches in {c['projected_100_epochs_min_all']:.1f} min", flush=True)
-    if args.json:
-        _write(args.json, result)
+    write_json(args.json, result)
     if args.quiet:
         print(json.dumps(result))
     return 0
