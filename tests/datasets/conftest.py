@@ -1,34 +1,11 @@
 """Fixtures for the data-side tests: the real BSDS500 images and small trees built from them."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _bsds_root() -> Path | None:
-    for cand in (os.environ.get("HINAS_BSDS500_ROOT"), REPO.parent / "shared" / "datasets" / "BSDS500"):
-        if cand and (Path(cand) / "images" / "test").is_dir():
-            return Path(cand).resolve()
-    return None
-
-
-@pytest.fixture(scope="session")
-def bsds_root() -> Path:
-    """The real BSDS500 root (``$HINAS_BSDS500_ROOT`` or ``../shared/datasets/BSDS500``)."""
-    root = _bsds_root()
-    if root is None:
-        pytest.skip("BSDS500 images not available (set HINAS_BSDS500_ROOT)")
-    return root
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hinas-cache")
 
 
 @pytest.fixture(autouse=True)

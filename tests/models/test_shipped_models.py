@@ -14,13 +14,6 @@ from hinas import models as shipped
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _bsds_root():
-    for cand in (os.environ.get("HINAS_BSDS500_ROOT"), REPO.parent / "shared" / "datasets" / "BSDS500"):
-        if cand and (Path(cand) / "images" / "test").is_dir():
-            return str(cand)
-    pytest.skip("BSDS500 is not available (set HINAS_BSDS500_ROOT)")
-
-
 def test_one_model_per_paper_noise_level_each_a_few_megabytes_with_a_card():
     entries = shipped.shipped()
     assert sorted(e["sigma"] for e in entries) == [30.0, 50.0, 70.0]
@@ -32,14 +25,14 @@ def test_one_model_per_paper_noise_level_each_a_few_megabytes_with_a_card():
 
 
 @pytest.mark.parametrize("sigma", [30.0, 50.0, 70.0])
-def test_each_model_scores_what_its_card_says_on_the_check_set(sigma):
+def test_each_model_scores_what_its_card_says_on_the_check_set(sigma, bsds_root):
     from hinas_core.models import load_model
 
     entry = shipped.for_sigma(sigma)
     assert entry["sigma"] == sigma
     _, spec, meta = load_model(entry["path"])
     assert spec["kind"] == "hinas" and meta["sigma"] == sigma and meta["iterations"] == entry["iterations"]
-    got = shipped.check_figures(entry["path"], sigma, _bsds_root())
+    got = shipped.check_figures(entry["path"], sigma, bsds_root)
     assert got["psnr"] == pytest.approx(entry["check"]["psnr"], abs=0.02)
     assert got["ssim"] == pytest.approx(entry["check"]["ssim"], abs=1e-3)
 
@@ -51,7 +44,7 @@ def test_the_nearest_noise_level_is_chosen_and_a_bad_one_refused():
         shipped.for_sigma(0)
 
 
-def test_hinas_denoise_by_sigma_on_the_cpu_cleans_a_real_noisy_image(tmp_path):
+def test_hinas_denoise_by_sigma_on_the_cpu_cleans_a_real_noisy_image(tmp_path, bsds_root):
     from hinas.datasets import ImageSet, load_bsd500, noisy_pairs, read_image
     from hinas.datasets.images import write_png
     from hinas_core.metrics import psnr_from_mse
@@ -59,7 +52,7 @@ def test_hinas_denoise_by_sigma_on_the_cpu_cleans_a_real_noisy_image(tmp_path):
     def psnr(a, b):
         return psnr_from_mse(float(np.mean((np.asarray(a, np.float64) - b) ** 2)))
 
-    img = load_bsd500("test", _bsds_root()).images[7][100:196, 150:278]
+    img = load_bsd500("test", bsds_root).images[7][100:196, 150:278]
     pair = noisy_pairs(ImageSet("crop", ("x",), (np.ascontiguousarray(img),)), 30)[0]
     noisy = np.clip(pair.input, 0, 255).round().astype(np.uint8)  # pairs are on the 0-255 scale
     write_png(tmp_path / "noisy.png", noisy)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
 
 # A tiny, valid experiment on the embedded sample set: every bad-input case changes one thing.
 BASE = {"name": "t", "space": {"preset": "tiny"},
@@ -20,27 +18,6 @@ BASE = {"name": "t", "space": {"preset": "tiny"},
         "model": {"width": 4, "baselines": []},
         "evaluate": {"crop": 64, "max_images": 1, "bm3d": False},
         "resources": {"cpu": 1, "gpu": 0}}
-
-
-def _bsds_root() -> Path | None:
-    for cand in (os.environ.get("HINAS_BSDS500_ROOT"), REPO.parent / "shared" / "datasets" / "BSDS500"):
-        if cand and (Path(cand) / "images" / "test").is_dir():
-            return Path(cand).resolve()
-    return None
-
-
-@pytest.fixture(scope="session")
-def bsds_root() -> Path:
-    """The real BSDS500 root (``$HINAS_BSDS500_ROOT`` or ``../shared/datasets/BSDS500``)."""
-    root = _bsds_root()
-    if root is None:
-        pytest.skip("BSDS500 images not available (set HINAS_BSDS500_ROOT)")
-    return root
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hinas-cache")
 
 
 @pytest.fixture(autouse=True)
