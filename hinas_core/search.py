@@ -180,8 +180,8 @@ class Searcher:
             w_losses.append(self._step(self.w_step, self.w_opt, batch, clip=True))
             if arch_active:  # first-order: alpha/beta step on Train-A with the weights as they are
                 a_losses.append(self._step(self.a_step, self.a_opt, self._batch(self.train_a)))
-        return [float(v) for v in torch.stack(w_losses).tolist()], \
-            [float(v) for v in torch.stack(a_losses).tolist()] if a_losses else []
+        return torch.stack(w_losses).tolist(), \
+        (torch.stack(a_losses).tolist() if a_losses else [])
 
     def run_epoch(self) -> Dict[str, Any]:
         """Train one epoch, validate, derive, update the rule; return the epoch's metrics."""

@@ -27,20 +27,15 @@ def check_figures(model_file, sigma: float, bsds_root=None) -> Dict[str, float]:
     """PSNR/SSIM of a model file on the *check set*, on the CPU: the central 96x96 crops of the
     first 5 BSD500 test images with the test noise (seeded per image), whole-image protocol.
     Each card records this figure; the tests recompute it."""
-    import numpy as np
     import torch
 
-    from hinas.datasets import ImageSet, evaluate, load_bsd500, noisy_pairs
+    from hinas.datasets import evaluate, load_bsd500, noisy_pairs
+    from hinas.pipeline.data import center_crop
     from hinas_core.models import load_model
 
     images = load_bsd500("test", bsds_root)
-    c = CHECK["crop"]
-    crops = []
-    for img in images.images[:CHECK["images"]]:
-        y, x = (img.shape[0] - c) // 2, (img.shape[1] - c) // 2
-        crops.append(np.ascontiguousarray(img[y:y + c, x:x + c]))
-    pairs = noisy_pairs(ImageSet(images.name, images.names[:CHECK["images"]], tuple(crops)), sigma,
-                        seed=CHECK["noise_seed"])
+    images = center_crop(images.subset(range(CHECK["images"]), images.name), CHECK["crop"])
+    pairs = noisy_pairs(images, sigma, seed=CHECK["noise_seed"])
     model, _, _ = load_model(model_file, "cpu")
     with torch.no_grad():
         r = evaluate(lambda batch: model(batch), pairs, protocol=CHECK["protocol"], sigma=sigma)

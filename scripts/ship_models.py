@@ -48,9 +48,6 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 """
 
 
-PAPER = {30: "29.14 / 0.8403", 50: "26.77 / 0.7635", 70: "25.48 / 0.7129"}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -62,6 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bsds-root", default=os.environ.get("HINAS_BSDS500_ROOT") or str(ROOT.parent / "shared" / "datasets" / "BSDS500"))
     args = ap.parse_args(argv)
     from hinas.models import CHECK, check_figures
+    from hinas.pipeline.report import PAPER_BSD500
     from hinas_core.models import load_model
 
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -81,7 +79,8 @@ def main(argv=None) -> int:
         entry = {"sigma": sigma, "file": f"{name}.pt", "card": f"{name}.md", "config": args.config,
                  "width": spec["width"], "params": row["params"], "iterations": meta["iterations"],
                  "device": args.device_name, "date": args.date, "commit": commit,
-                 "paper": PAPER.get(int(sigma), "-"),
+                 "paper": "%.2f / %.4f" % PAPER_BSD500["HiNAS (paper)"][int(sigma)]
+                 if int(sigma) in PAPER_BSD500["HiNAS (paper)"] else "-",
                  "test200": {k: row[k] for k in ("psnr_patch", "ssim_patch", "psnr_whole", "ssim_whole")},
                  "check": check_figures(out_dir / f"{name}.pt", sigma, args.bsds_root)}
         entry["below_paper_db"] = round(float(entry["paper"].split(" / ")[0]) - row["psnr_patch"], 2) \
