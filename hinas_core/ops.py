@@ -29,7 +29,8 @@ def activation(name: str) -> nn.Module:
 
 
 def deform_conv2d_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
-                          mask: torch.Tensor, recompute: Optional[bool] = None) -> torch.Tensor:
+                          mask: torch.Tensor, recompute: Optional[bool] = None,
+                          align_corners: bool = False) -> torch.Tensor:
     """Modulated deformable 3x3 convolution (stride 1, padding 1) by bilinear sampling.
 
     The same function as ``torchvision.ops.deform_conv2d(x, offset, weight, padding=1,
@@ -39,31 +40,43 @@ def deform_conv2d_sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.T
     CUDA) they are not kept for backward but sampled again there, so the op stores about
     what torchvision's kernel stores.
 
+    ``align_corners`` only chooses how the sampling positions are normalised for
+    ``grid_sample``; the function is the same. With True, CUDA runs cuDNN's bilinear sampler,
+    whose offset gradient is less precise (relative error 3e-3 against torchvision, measured on
+    an H200) and which is slower; with False (the default), PyTorch's own kernel (1e-6).
+
     Shapes: x (B, C, H, W); offset (B, 18, H, W); weight (O, C, 3, 3); mask (B, 9, H, W).
     """
     if recompute is None:
         recompute = x.is_cuda
     if recompute and torch.is_grad_enabled():
-        return checkpoint(_sampled, x, offset, weight, mask, use_reentrant=False, preserve_rng_state=False)
-    return _sampled(x, offset, weight, mask)
+        return checkpoint(_sampled, x, offset, weight, mask, align_corners, use_reentrant=False, preserve_rng_state=False)
+    return _sampled(x, offset, weight, mask, align_corners)
 
 
-def _sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _sampled(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+             align_corners: bool = False) -> torch.Tensor:
     b, c, h, w = x.shape
     o = weight.shape[0]
+    # Sampling positions need float32 at least (bf16 resolves a pixel coordinate of 63 only to
+    # 0.25): under bf16 autocast the sampling runs in float32 and the contraction in bf16.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x, offset, mask = x.to(dtype), offset.to(dtype), mask.to(dtype)
     taps = torch.arange(9, device=x.device)
-    ky = (taps // 3 - 1).to(x.dtype).view(1, 9, 1, 1)
-    kx = (taps % 3 - 1).to(x.dtype).view(1, 9, 1, 1)
-    ys = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
-    off = offset.view(b, 9, 2, h, w)
+    ky = (taps // 3 - 1).to(dtype).view(1, 9, 1, 1)
+    kx = (taps % 3 - 1).to(dtype).view(1, 9, 1, 1)
+    ys = torch.arange(h, dtype=dtype, device=x.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=dtype, device=x.device).view(1, 1, 1, w)
+    off = offset.reshape(b, 9, 2, h, w)
     py = ys + ky + off[:, :, 0]  # (B, 9, H, W): where tap k of output pixel (y, x) reads
     px = xs + kx + off[:, :, 1]
-    # align_corners=True maps -1/+1 to the first/last pixel centres: pixel p -> 2p/(n-1) - 1.
-    sy, sx = 2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)
-    grid = torch.stack((px * sx - 1, py * sy - 1), dim=-1).view(b, 9 * h, w, 2)  # (x, y), taps stacked in H
+    if align_corners:  # -1/+1 are the first/last pixel centres: pixel p -> 2p/(n-1) - 1
+        grid = torch.stack((px * (2.0 / max(w - 1, 1)) - 1, py * (2.0 / max(h - 1, 1)) - 1), dim=-1)
+    else:  # -1/+1 are the outer pixel edges: pixel p -> (2p+1)/n - 1
+        grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)
+    grid = grid.view(b, 9 * h, w, 2)  # (x, y), taps stacked in H
     # One sampling pass for all 9 taps, then the contraction over (channel, tap) as a 1x1 conv.
-    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
     cols = cols.view(b, c, 9, h, w) * mask.unsqueeze(1)
     return F.conv2d(cols.view(b, c * 9, h, w), weight.reshape(o, c * 9, 1, 1))
 
@@ -95,6 +108,7 @@ class DeformConv2d(nn.Module):
         if impl not in self.IMPLS:
             raise ValueError(f"impl must be one of {self.IMPLS}, got {impl!r}")
         self.impl = impl
+        self.recompute: Optional[bool] = None  # the sampled kernel's recompute (None: on CUDA)
         self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.register_parameter("bias", None)  # only set when a BatchNorm is folded in (inference)
@@ -109,9 +123,25 @@ class DeformConv2d(nn.Module):
         if impl == "auto":
             impl = "torchvision" if x.is_cuda and _on_default_stream(x.device) else "sampled"
         if impl == "sampled":
-            out = deform_conv2d_sampled(x, offset, self.weight, mask)
+            out = deform_conv2d_sampled(x, offset, self.weight, mask, self.recompute)
             return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
         return deform_conv2d(x, offset, self.weight, self.bias, padding=1, mask=mask)
+
+
+def configure_dcn(model: nn.Module, impl: Optional[str] = None, recompute: Optional[bool] = None) -> int:
+    """Set the kernel (and the sampled kernel's recompute) of every :class:`DeformConv2d` in
+    ``model``; returns how many there are. ``torch.compile`` needs a fixed choice (``sampled``,
+    no recompute: the compiler fuses the sampling and plans memory itself)."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, DeformConv2d):
+            if impl is not None:
+                if impl not in DeformConv2d.IMPLS:
+                    raise ValueError(f"impl must be one of {DeformConv2d.IMPLS}, got {impl!r}")
+                m.impl = impl
+            m.recompute = recompute
+            n += 1
+    return n
 
 
 class Zero(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +20,9 @@ from .config import ConfigError
 from .loss import HiNASLoss
 from .models import build_model
 from .network import count_parameters
+from .ops import configure_dcn
 from .search import Sampler
-from .steps import GradStep
+from .steps import PRECISIONS, GradStep, autotune_convolutions, to_device
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
@@ -41,6 +42,14 @@ class RetrainConfig:
         seed: seeds the initialisation and every random draw.
         cuda_graph: on CUDA, replay each step's forward + backward as a CUDA graph
             (:mod:`hinas_core.steps`). Ignored on CPU.
+        precision: ``fp32``, or ``bf16``: the forward pass under bf16 autocast (weights, gradients,
+            optimiser and loss stay float32).
+        channels_last: keep activations in NHWC, the layout cuDNN's tensor-core kernels use.
+        compile: run the model through ``torch.compile`` (fused BatchNorm/activation passes and a
+            compiled deformable sampling), captured in the CUDA graph like the eager model.
+            precision, channels_last and compile are GPU speed switches, ignored on CPU (where
+            compiling takes minutes and bf16 is slower), so one config serves both.
+        warmup: iterations of linear learning-rate warm-up from 0 (0 = none).
     """
 
     iterations: int = 600_000
@@ -55,13 +64,18 @@ class RetrainConfig:
     report_every: int = 1000
     seed: int = 0
     cuda_graph: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    warmup: int = 0
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):
-                if isinstance(v, bool) or not isinstance(v, int) or v < (0 if f.name == "seed" else 1):
-                    raise ConfigError(f"retrain.{f.name}: expected an integer >= {0 if f.name == 'seed' else 1}, got {v!r}")
+                low = 0 if f.name in ("seed", "warmup") else 1
+                if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                    raise ConfigError(f"retrain.{f.name}: expected an integer >= {low}, got {v!r}")
             elif f.type in ("float", float):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                     raise ConfigError(f"retrain.{f.name}: expected a non-negative number, got {v!r}")
@@ -74,6 +88,8 @@ class RetrainConfig:
             raise ConfigError(f"retrain.optimizer: {self.optimizer!r} is not one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"retrain.schedule: {self.schedule!r} is not one of {list(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"retrain.precision: {self.precision!r} is not one of {list(PRECISIONS)}")
 
     @classmethod
     def from_dict(cls, data: Optional[Mapping[str, Any]]) -> "RetrainConfig":
@@ -94,8 +110,13 @@ class Trainer:
                  device: torch.device | str = "cpu"):
         self.spec, self.config, self.sampler = dict(spec), config, sampler
         self.device = torch.device(device)
+        autotune_convolutions(self.device)
         torch.manual_seed(config.seed)
         self.model = build_model(self.spec).to(self.device)
+        self.fast = self.device.type == "cuda"  # the speed switches act on CUDA only
+        self.channels_last = config.channels_last and self.fast
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.params = count_parameters(self.model)
         self.criterion = HiNASLoss(config.ssim_weight)
         if config.optimizer == "adam":
@@ -103,9 +124,17 @@ class Trainer:
                                         fused=self.device.type == "cuda")
         else:
             self.opt = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-        self.step = GradStep(self.model, self.criterion, list(self.model.parameters()), config.cuda_graph)
+        self.step = GradStep(self._compiled() if config.compile and self.fast else self.model, self.criterion,
+                             list(self.model.parameters()), config.cuda_graph,
+                             autocast=PRECISIONS[config.precision] if self.fast else None)
         self.rng = np.random.Generator(np.random.PCG64(config.seed))
         self.iteration = 0
+
+    def _compiled(self) -> torch.nn.Module:
+        # The compiler needs one fixed DCNv2 kernel: the sampled one (grid_sample + 1x1 conv),
+        # which it fuses; no recompute, since it plans the saved tensors itself.
+        configure_dcn(self.model, impl="sampled", recompute=False)
+        return torch.compile(self.model, dynamic=False)
 
     @property
     def done(self) -> bool:
@@ -113,6 +142,8 @@ class Trainer:
 
     def lr_at(self, it: int) -> float:
         c = self.config
+        if it < c.warmup:
+            return c.lr * (it + 1) / c.warmup
         frac = min(1.0, it / c.iterations)
         if c.schedule == "poly":
             return c.lr_min + (c.lr - c.lr_min) * (1 - frac) ** 0.9
@@ -120,27 +151,37 @@ class Trainer:
             return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + math.cos(math.pi * frac))
         return c.lr
 
-    def run(self, iterations: Optional[int] = None) -> Dict[str, Any]:
-        """Train ``iterations`` steps (default ``report_every``, never past the total); return metrics."""
-        n = min(iterations or self.config.report_every, self.config.iterations - self.iteration)
+    def steps(self, n: int) -> List[torch.Tensor]:
+        """``n`` training steps; returns their losses as device tensors, unread (no host sync)."""
         self.model.train()
         losses = []
-        t0 = time.perf_counter()
         for _ in range(n):
             for group in self.opt.param_groups:
                 group["lr"] = self.lr_at(self.iteration)
             noisy, clean = self.sampler.sample(self.rng, self.config.batch_size)
-            loss = self.step(noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True))
+            noisy, clean = to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last)
+            loss = self.step(noisy, clean)
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
             self.opt.step()
-            losses.append(loss)  # read once at the end: the host runs ahead of the GPU
+            losses.append(loss)
             self.iteration += 1
-        mean_loss = torch.stack(losses).mean().item() if losses else math.nan
-        seconds = time.perf_counter() - t0
+        return losses
+
+    def _todo(self, iterations: Optional[int]) -> int:
+        return min(iterations or self.config.report_every, self.config.iterations - self.iteration)
+
+    def _metrics(self, n: int, mean_loss: float, seconds: float) -> Dict[str, Any]:
         return {"iteration": self.iteration, "train_loss": mean_loss,
                 "lr": self.lr_at(self.iteration), "patches_per_s": n * self.config.batch_size / max(seconds, 1e-9),
                 "seconds": seconds, "params": self.params, "done": self.done}
+
+    def run(self, iterations: Optional[int] = None) -> Dict[str, Any]:
+        """Train ``iterations`` steps (default ``report_every``, never past the total); return metrics."""
+        t0 = time.perf_counter()
+        losses = self.steps(self._todo(iterations))
+        mean_loss = _mean(losses)  # reading it waits for the GPU: the time covers its work
+        return self._metrics(len(losses), mean_loss, time.perf_counter() - t0)
 
     def denoiser(self):
         """The model as an evaluation callable: ``(B, C, H, W)`` in [0, 1] -> same, on the CPU."""
@@ -165,3 +206,41 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+
+
+def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequence[int] = None) -> List[Dict[str, Any]]:
+    """Train several models at once on one GPU, each step of each model on its own CUDA stream.
+
+    One model at batch 12 leaves most of an H100/H200 idle between its small kernels; with its
+    steps (CUDA-graph replays) on separate streams, the GPU overlaps the models' kernels. Each
+    trainer keeps its own sampler, RNG and state, so every model trains exactly as it would
+    alone (same batches, same updates), and checkpoints stay per model. Off CUDA the models
+    simply take turns. ``iterations``: one count for all, or one per trainer (e.g. equal patches
+    at different batch sizes). Returns each trainer's metrics, as :meth:`Trainer.run` would.
+    """
+    counts = list(iterations) if isinstance(iterations, Sequence) else [iterations] * len(trainers)
+    todo = [t._todo(n) for t, n in zip(trainers, counts)]
+    cuda = all(t.device.type == "cuda" for t in trainers)
+    streams = [torch.cuda.Stream(t.device) if cuda else None for t in trainers]
+    losses: List[List[torch.Tensor]] = [[] for _ in trainers]
+    t0 = time.perf_counter()
+    for i in range(max(todo, default=0)):
+        for k, (t, stream) in enumerate(zip(trainers, streams)):
+            if i >= todo[k]:
+                continue
+            if stream is None:
+                losses[k] += t.steps(1)
+                continue
+            stream.wait_stream(torch.cuda.current_stream(t.device))
+            with torch.cuda.stream(stream):
+                losses[k] += t.steps(1)
+    for t, stream in zip(trainers, streams):
+        if stream is not None:
+            torch.cuda.current_stream(t.device).wait_stream(stream)
+    means = [_mean(ls) for ls in losses]
+    seconds = time.perf_counter() - t0
+    return [t._metrics(len(ls), m, seconds) for t, ls, m in zip(trainers, losses, means)]
+
+
+def _mean(losses: List[torch.Tensor]) -> float:
+    return torch.stack(losses).mean().item() if losses else math.nan

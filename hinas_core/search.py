@@ -30,7 +30,7 @@ from .loss import HiNASLoss
 from .metrics import VAL_PSNR, VAL_SSIM
 from .network import Supernet
 from .ops import NONE
-from .steps import GradStep, graph_pool
+from .steps import PRECISIONS, GradStep, autotune_convolutions, graph_pool, to_device
 
 
 class Sampler(Protocol):
@@ -59,6 +59,10 @@ class SearchConfig:
         cuda_graph: on CUDA, replay each step's forward + backward as a CUDA graph
             (:mod:`hinas_core.steps`); the same computation, launched once instead of
             thousands of times. Ignored on CPU.
+        precision: ``fp32``, or ``bf16`` (the forward passes under bf16 autocast; alpha, beta,
+            weights, optimisers and the loss stay float32).
+        channels_last: keep the supernet's activations in NHWC. precision and channels_last
+            act on CUDA only.
     """
 
     max_epochs: int = 100
@@ -78,6 +82,8 @@ class SearchConfig:
     stop_rule: str = "decrease"
     seed: int = 0
     cuda_graph: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self):
         positive_ints = ("max_epochs", "batch_size", "patience")
@@ -98,6 +104,8 @@ class SearchConfig:
             raise ConfigError("search.w_lr and search.a_lr must be > 0")
         if self.stop_rule not in RULES:
             raise ConfigError(f"search.stop_rule: {self.stop_rule!r} is not one of {list(RULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"search.precision: {self.precision!r} is not one of {list(PRECISIONS)}")
 
     @classmethod
     def from_dict(cls, data: Optional[Mapping[str, Any]]) -> "SearchConfig":
@@ -127,15 +135,21 @@ class Searcher:
         if self.steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1 (is Train-W empty?)")
         self.device = torch.device(device)
+        autotune_convolutions(self.device)
         torch.manual_seed(config.seed)
         self.model = Supernet(space).to(self.device)
+        cuda = self.device.type == "cuda"  # the speed switches act on CUDA only
+        self.channels_last = config.channels_last and cuda
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = HiNASLoss(config.ssim_weight, average=config.loss_average)
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=config.w_lr,
                                      momentum=config.w_momentum, weight_decay=config.w_weight_decay)
         self.a_opt = torch.optim.Adam(self.model.arch_parameters(), lr=config.a_lr, weight_decay=config.a_weight_decay)
         pool = graph_pool(self.device) if config.cuda_graph else None
-        self.w_step = GradStep(self.model, self.criterion, self.model.weight_parameters(), config.cuda_graph, pool)
-        self.a_step = GradStep(self.model, self.criterion, self.model.arch_parameters(), config.cuda_graph, pool)
+        dtype = PRECISIONS[config.precision] if cuda else None
+        self.w_step = GradStep(self.model, self.criterion, self.model.weight_parameters(), config.cuda_graph, pool, dtype)
+        self.a_step = GradStep(self.model, self.criterion, self.model.arch_parameters(), config.cuda_graph, pool, dtype)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=config.max_epochs, eta_min=config.w_lr_min)
         self.rng = np.random.Generator(np.random.PCG64(config.seed))
         self.rule = EarlyStopRule(patience=config.patience, rule=config.stop_rule)
@@ -150,7 +164,7 @@ class Searcher:
 
     def _batch(self, sampler: Sampler) -> Tuple[torch.Tensor, torch.Tensor]:
         noisy, clean = sampler.sample(self.rng, self.config.batch_size)
-        return noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
+        return to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last)
 
     def _step(self, step: GradStep, optimizer, batch: Tuple[torch.Tensor, torch.Tensor], clip: bool = False) -> torch.Tensor:
         loss = step(*batch)

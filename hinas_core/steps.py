@@ -11,6 +11,11 @@ this batch's gradient in ``.grad``, no other parameter's ``.grad`` is touched, a
 is a detached 0-d tensor on the model's device (reading it is the caller's choice, so the
 host need not wait for the GPU every step). Never call ``optimizer.zero_grad()`` on these
 parameters: in graph mode ``.grad`` must stay the tensor the graph writes into.
+
+With ``autocast`` (e.g. ``torch.bfloat16``) the model's forward runs under
+``torch.autocast``: convolutions take bf16 operands on the tensor cores while parameters,
+gradients and the optimiser stay float32; the model's output is cast back to float32 before
+the loss, so the SSIM term is always computed in float32.
 """
 from __future__ import annotations
 
@@ -20,6 +25,20 @@ import torch
 from torch import nn
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # config name -> autocast dtype
+
+
+def autotune_convolutions(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its algorithms for each convolution shape once and keep the
+    fastest (training shapes are fixed, so this is paid once, during a graph's warm-up)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A batch on ``device`` (asynchronously), in NHWC when ``channels_last``."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 class GradStep:
@@ -35,22 +54,32 @@ class GradStep:
             captures again.
         pool: a graph memory pool shared with other steps that are never replayed at the same
             time (e.g. the weight and architecture steps of one search).
+        autocast: a lower-precision dtype for the forward pass (``torch.bfloat16``), or None.
     """
 
     WARMUP = 3
 
     def __init__(self, model: nn.Module, criterion: Criterion, params: Sequence[torch.Tensor],
-                 cuda_graph: bool = False, pool=None):
+                 cuda_graph: bool = False, pool=None, autocast: Optional[torch.dtype] = None):
         self.model, self.criterion, self.params = model, criterion, list(params)
         self.cuda_graph = cuda_graph
+        self.autocast = autocast
         self.pool = pool
         self.graph: Optional[torch.cuda.CUDAGraph] = None
         self._x = self._y = self._loss = None
 
+    def loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """The step's loss, with autograd recording (no backward)."""
+        if self.autocast is None:
+            return self.criterion(self.model(noisy), clean)
+        with torch.autocast(noisy.device.type, dtype=self.autocast):
+            estimate = self.model(noisy)
+        return self.criterion(estimate.float(), clean)
+
     def _eager(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         for p in self.params:
             p.grad = None
-        loss = self.criterion(self.model(noisy), clean)
+        loss = self.loss(noisy, clean)
         loss.backward(inputs=self.params)
         return loss.detach()
 
@@ -90,7 +119,7 @@ class GradStep:
             p.grad = None  # the graph allocates them from its pool and writes (not adds) into them
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=self.pool):
-            loss = self.criterion(self.model(self._x), self._y)
+            loss = self.loss(self._x, self._y)
             loss.backward(inputs=self.params)
             self._loss = loss.detach()
 

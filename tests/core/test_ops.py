@@ -51,7 +51,8 @@ def test_unknown_op_names_are_rejected():
 
 
 @pytest.mark.parametrize("recompute", [False, True])
-def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients(recompute):
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients(recompute, align_corners):
     from torchvision.ops import deform_conv2d
 
     from hinas_core.ops import deform_conv2d_sampled
@@ -62,7 +63,7 @@ def test_sampled_deformable_conv_equals_torchvision_in_values_and_gradients(reco
     off = (2 * torch.randn(2, 18, 7, 9, dtype=torch.float64)).requires_grad_()  # reaches past borders
     mask = torch.rand(2, 9, 7, 9, dtype=torch.float64, requires_grad=True)
     ref = deform_conv2d(x, off, w, padding=1, mask=mask)
-    out = deform_conv2d_sampled(x, off, w, mask, recompute=recompute)
+    out = deform_conv2d_sampled(x, off, w, mask, recompute=recompute, align_corners=align_corners)
     torch.testing.assert_close(out, ref)
     g_ref = torch.autograd.grad(ref.pow(2).sum(), (x, w, off, mask))
     g_out = torch.autograd.grad(out.pow(2).sum(), (x, w, off, mask))
@@ -80,3 +81,30 @@ def test_deformable_conv_implementations_agree_in_the_module(impl):
     ref.load_state_dict(dcn.state_dict())
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(dcn(x), ref(x), atol=1e-5, rtol=1e-4)
+
+
+def test_sampled_deformable_conv_samples_in_float32_under_bf16_autocast():
+    """bf16 resolves a pixel coordinate of 63 only to 0.25: the sampling positions must stay
+    float32 under autocast, so a bf16 run differs from float32 by bf16 rounding of the values only."""
+    from hinas_core.ops import deform_conv2d_sampled
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 4, 64, 64)
+    w = torch.randn(4, 4, 3, 3) / 6
+    off = 0.37 * torch.ones(1, 18, 64, 64)  # sub-pixel shift: bf16 positions would round it away near the far border
+    mask = torch.ones(1, 9, 64, 64)
+    ref = deform_conv2d_sampled(x, off, w, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = deform_conv2d_sampled(x.bfloat16(), off.bfloat16(), w, mask.bfloat16())
+    err = (low.float() - ref).abs()[..., 48:62, 48:62].max()
+    assert err < 0.02, err
+
+
+def test_configure_dcn_sets_every_deformable_conv():
+    from hinas_core.ops import configure_dcn
+
+    net = torch.nn.Sequential(DeformConv2d(3), torch.nn.ReLU(), DeformConv2d(3))
+    assert configure_dcn(net, impl="sampled", recompute=False) == 2
+    assert all(m.impl == "sampled" and m.recompute is False for m in net if isinstance(m, DeformConv2d))
+    with pytest.raises(ValueError, match="impl must be one of"):
+        configure_dcn(net, impl="cuda")
