@@ -24,6 +24,7 @@ from _common import device_name, write_json
 from hinas_core.genotype import Genotype
 from hinas_core.inference import fold_batchnorm
 from hinas_core.models import build_model, hinas_spec, load_model
+from hinas_core.ops import configure_dcn
 
 
 def batches(root, sigma: float, device, batch: int, max_images: int = 0):
@@ -43,12 +44,24 @@ def batches(root, sigma: float, device, batch: int, max_images: int = 0):
     return out, len(pairs)
 
 
-VARIANTS = (  # name, bf16 autocast, fold BN, channels-last
-    ("fp32", False, False, False),
-    ("bf16", True, False, False),
-    ("fp32 folded", False, True, False),
-    ("bf16 folded channels-last", True, True, True),
+VARIANTS = (  # name, bf16 autocast, fold BN, channels-last, torch.compile
+    ("fp32", False, False, False, False),
+    ("bf16", True, False, False, False),
+    ("fp32 folded", False, True, False, False),
+    ("bf16 folded channels-last", True, True, True, False),
+    ("fp32 folded channels-last compiled", False, True, True, True),
+    ("bf16 folded channels-last compiled", True, True, True, True),
 )
+
+
+def prepare(model, fold: bool, compiled: bool):
+    """A copy of ``model`` with BatchNorm folded, and compiled (DCNv2 through the sampled kernel,
+    which the compiler fuses)."""
+    m = fold_batchnorm(copy.deepcopy(model)) if fold else model
+    if compiled:
+        configure_dcn(m, impl="sampled", recompute=False)
+        m = torch.compile(m, dynamic=False)
+    return m
 
 
 @torch.no_grad()
@@ -58,7 +71,7 @@ def time_model(model, inputs, device, bf16: bool, repeats: int, channels_last: b
         model = model.to(memory_format=torch.channels_last)
         inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
     times = []
-    for _ in range(repeats + 1):  # the first pass is warm-up (cuDNN autotuning)
+    for _ in range(repeats + 1):  # the first pass is warm-up (cuDNN autotuning, compilation)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
@@ -80,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-images", type=int, default=0, help="only the first N test images (0 = all 200)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS], choices=[v[0] for v in VARIANTS],
+                    metavar="VARIANT", help="which of: " + "; ".join(repr(v[0]) for v in VARIANTS) + " (default: all)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -93,13 +108,14 @@ def main(argv=None) -> int:
     rows = []
     for name, model in (("hinas", hinas.eval()), ("dncnn", dncnn.eval())):
         params = sum(p.numel() for p in model.parameters())
-        for variant, bf16, fold, channels_last in VARIANTS:
-            m = fold_batchnorm(copy.deepcopy(model)) if fold else model
-            s = time_model(m, inputs, device, bf16, args.repeats, channels_last)
+        for variant, bf16, fold, channels_last, compiled in VARIANTS:
+            if variant not in args.variants:
+                continue
+            s = time_model(prepare(model, fold, compiled), inputs, device, bf16, args.repeats, channels_last)
             rows.append({"model": name, "params": params, "variant": variant, "seconds": s, "images": n})
             print(f"{name:6s} ({params / 1e6:.2f} M) {variant:26s}: {n} images in {s:.3f} s", flush=True)
     ratios = {}
-    for variant, *_ in VARIANTS:
+    for variant in args.variants:
         h, d = (next(r["seconds"] for r in rows if r["model"] == m and r["variant"] == variant) for m in ("hinas", "dncnn"))
         ratios[variant] = h / d
         print(f"HiNAS / DnCNN time ({variant}): {h / d:.2f}x")

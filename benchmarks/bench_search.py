@@ -36,15 +36,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(args, cuda_graph: bool, sharing: bool, sigma: float) -> dict:
+def measure(args, variant: str, sharing: bool, sigma: float) -> dict:
     from hinas.pipeline.data import search_data
     from hinas.pipeline.experiment import DataConfig
 
     device = torch.device(args.device)
     data = search_data(DataConfig(dataset=args.dataset, root=args.bsds_root), sigma, args.batch)
     space = dataclasses.replace(preset(args.preset), cell_sharing=sharing)
-    cfg = SearchConfig(max_epochs=100, warmup_epochs=0, batch_size=args.batch, cuda_graph=cuda_graph,
-                       patience=10**6, seed=0)
+    words = set(variant.split("+"))
+    if words - {"eager", "graph", "bf16", "cl"} or len(words & {"eager", "graph"}) != 1:
+        raise SystemExit(f"bad mode {variant!r}: eager or graph, plus any of bf16, cl")
+    cfg = SearchConfig(max_epochs=100, warmup_epochs=0, batch_size=args.batch, cuda_graph="graph" in words,
+                       patience=10**6, seed=0, precision="bf16" if "bf16" in words else "fp32", channels_last="cl" in words)
     searcher = Searcher(space, cfg, data.train_w, data.train_a, data.evaluate, data.steps_per_epoch, device)
     epochs, train = [], []
     for i in range(args.warmup + args.epochs):
@@ -61,7 +64,7 @@ def measure(args, cuda_graph: bool, sharing: bool, sigma: float) -> dict:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"mode": "graph" if cuda_graph else "eager", "sharing": sharing, "sigma": sigma,
+    return {"mode": variant, "sharing": sharing, "sigma": sigma,
             "steps_per_epoch": steps, "epoch_s": epoch_s, "train_s": train_s,
             "step_s": train_s / steps, "validation_s": epoch_s - train_s,
             "projected_100_epochs_min": 100 * epoch_s / 60, "peak_memory_bytes": peak,
@@ -97,7 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", type=float, default=30)
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per mode (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed epochs first (graph capture, cuDNN tuning)")
-    ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=["eager", "graph"])
+    ap.add_argument("--modes", nargs="+", default=["eager", "graph"],
+                    help="eager or graph (CUDA graph), each optionally +bf16 (autocast) and +cl (channels-last); "
+                         "default: eager graph")
     ap.add_argument("--sharing", choices=["on", "off", "both"], default="on")
     ap.add_argument("--concurrent", type=int, default=0, help="also time N graph-mode searches as N processes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -111,10 +116,10 @@ def main(argv=None) -> int:
     rows = []
     for sharing in ([True, False] if args.sharing == "both" else [args.sharing == "on"]):
         for mode in args.modes:
-            row = measure(args, mode == "graph", sharing, args.sigma)
+            row = measure(args, mode, sharing, args.sigma)
             rows.append(row)
             if not args.quiet:
-                print(f"sharing={'on ' if sharing else 'off'} {mode:5s} epoch {row['epoch_s']:6.2f} s "
+                print(f"sharing={'on ' if sharing else 'off'} {mode:13s} epoch {row['epoch_s']:6.2f} s "
                       f"(training {row['train_s']:.2f} s = {row['steps_per_epoch']} x {row['step_s'] * 1000:.0f} ms W+A step, "
                       f"validation {row['validation_s']:.2f} s); 100 epochs {row['projected_100_epochs_min']:.1f} min; "
                       f"peak {row['peak_memory_bytes'] / 2**30:.1f} GiB", flush=True)
@@ -122,10 +127,10 @@ def main(argv=None) -> int:
               "rows": rows}
     base = {r["sharing"]: r for r in rows if r["mode"] == "eager"}
     for r in rows:
-        if r["mode"] == "graph" and r["sharing"] in base:
+        if r["mode"] != "eager" and r["sharing"] in base:
             r["speedup_vs_eager"] = base[r["sharing"]]["epoch_s"] / r["epoch_s"]
             if not args.quiet:
-                print(f"graph / eager speed-up (sharing={'on' if r['sharing'] else 'off'}): {r['speedup_vs_eager']:.2f}x")
+                print(f"{r['mode']} / eager speed-up (sharing={'on' if r['sharing'] else 'off'}): {r['speedup_vs_eager']:.2f}x")
     write_json(args.json, result)
     if args.concurrent:
         try:
