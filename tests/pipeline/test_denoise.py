@@ -149,3 +149,15 @@ def test_auto_sigma_estimates_the_noise_and_picks_the_nearest_shipped_model(tmp_
     estimated = float(said[0].split()[3])
     assert abs(estimated - sigma) < 5, said
     assert f"sigma {sigma:.1f}" in summary
+
+
+def test_the_noise_estimate_skips_areas_where_8_bit_clipping_hides_the_noise():
+    from skimage.restoration import estimate_sigma as skimage_sigma
+
+    from hinas.pipeline.denoise import estimate_sigma
+
+    clean = np.full((128, 128), 245.0)
+    clean[:, 64:] = 120.0  # half the photo near white: there clipping at 255 eats the noise
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 60, clean.shape), 0, 255).round() / 255
+    assert abs(estimate_sigma(noisy) - 60) < 5
+    assert abs(255 * skimage_sigma(noisy) - 60) > 10  # the plain estimator is fooled: the test can tell
