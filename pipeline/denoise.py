@@ -72,9 +72,10 @@ def read_photo(path) -> Photo:
     if not path.is_file():
         raise PhotoError(f"image file {path} does not exist")
     depth, colour_type = _png_bit_depth(path)
-    if depth == 16 and colour_type in (2, 6):
-        raise PhotoError(f"{path} is a 16-bit colour PNG, which hinas denoise does not read without losing "
-                         "bits; convert it to 8 bits per channel (16-bit grey PNGs are supported)")
+    if depth == 16 and colour_type in (2, 4, 6):  # RGB, grey + alpha, RGBA
+        what = "colour" if colour_type != 4 else "grey + alpha"
+        raise PhotoError(f"{path} is a 16-bit {what} PNG, which hinas denoise does not read without losing "
+                         "bits; convert it to 8 bits per channel (16-bit grey PNGs without alpha are supported)")
     try:
         if path.suffix.lower() in JPEG_SUFFIXES and _looks_truncated_jpeg(path):
             raise PhotoError(f"image file {path} is truncated (no JPEG end marker)")
@@ -98,9 +99,9 @@ def _to_photo(im, path: Path) -> Photo:
         if a.max(initial=0) > 65535 or a.min(initial=0) < 0:
             raise PhotoError(f"{path}: {mode} pixels outside 0..65535 are not supported")
         return Photo(a / 65535, bits=16)
-    if mode in ("F", "I;16S", "CMYK", "YCbCr", "LAB", "HSV"):
-        if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-            return Photo(np.asarray(im.convert("RGB"), np.float32) / 255)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return Photo(np.asarray(im.convert("RGB"), np.float32) / 255)
+    if mode in ("F", "I;16S"):
         raise PhotoError(f"{path}: pixel mode {mode} is not supported; save it as 8- or 16-bit PNG")
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -135,11 +136,11 @@ def write_photo(path, photo: Photo) -> None:
 
 def tiled(net: Callable, x, tile: int = TILE, overlap: int = OVERLAP):
     """``net`` applied to ``x`` (a ``(1, C, H, W)`` tensor) one tile at a time: each
-    ``tile x tile`` block of the output is computed from that block plus ``overlap`` pixels of
-    real context on every side (reflect-padded at the image border only through the network's
-    own padding), and only its centre is kept. Peak memory scales with ``(tile + 2 overlap)^2``
-    instead of H x W. The result equals ``net(x)`` up to the influence of pixels further than
-    ``overlap`` away, which for these networks is below float rounding in practice (tested)."""
+    ``tile x tile`` block of the output is computed from that block plus up to ``overlap``
+    pixels of real context on every side, and only the block is kept. Peak memory scales with
+    ``(tile + 2 overlap)^2`` instead of H x W. The result differs from ``net(x)`` only through
+    pixels further than ``overlap`` away (and the zero padding a tile sees at its inner edges):
+    tested below a quarter of an 8-bit grey level with 24 pixels of context."""
     import torch
 
     _, _, h, w = x.shape
