@@ -23,20 +23,27 @@ Evaluation
 CLI hooks
     ``commands.register(subparsers)`` adds ``hinas data ...``
 """
-from .bsd500 import BSD500_SPLITS, load_bsd500
-from .errors import CacheError, DatasetError
-from .evaluation import EvalResult, denoise_patchwise, denoise_whole, evaluate, save_results
-from .fetch import fetch_bsd500
-from .images import ImageSet, Pair, PairSet, read_image, to_gray
-from .manifest import verify_bsd500
-from .noise import add_gaussian_noise, check_sigma, image_seed, noisy_pairs
-from .patches import PairPatchSampler, PatchDataset, PatchSampler, random_crops
-from .rain800 import RAIN_STANDIN_NAME, load_rain800
-from .rain_standin import build_rain_standin
-from .skimage_samples import sample_set
-from .sim_dataset import SIM_NAME, build_sim_dataset, load_sim
-from .sim_noise import SimNoiseParams, simulate_camera_noise
-from .splits import SearchSplit, search_split
+import importlib
+
+# The names below load on first use (PEP 562), so that light users of the package - the CLI's
+# `hinas --help`, `hinas data verify` - do not pay for torch.
+_MODULES = {
+    ".bsd500": ("BSD500_SPLITS", "load_bsd500"),
+    ".errors": ("CacheError", "DatasetError"),
+    ".evaluation": ("EvalResult", "denoise_patchwise", "denoise_whole", "evaluate", "save_results"),
+    ".fetch": ("fetch_bsd500",),
+    ".images": ("ImageSet", "Pair", "PairSet", "read_image", "to_gray"),
+    ".manifest": ("verify_bsd500",),
+    ".noise": ("add_gaussian_noise", "check_sigma", "image_seed", "noisy_pairs"),
+    ".patches": ("PairPatchSampler", "PatchDataset", "PatchSampler", "random_crops"),
+    ".rain800": ("RAIN_STANDIN_NAME", "load_rain800"),
+    ".rain_standin": ("build_rain_standin",),
+    ".skimage_samples": ("sample_set",),
+    ".sim_dataset": ("SIM_NAME", "build_sim_dataset", "load_sim"),
+    ".sim_noise": ("SimNoiseParams", "simulate_camera_noise"),
+    ".splits": ("SearchSplit", "search_split"),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "BSD500_SPLITS", "CacheError", "DatasetError", "EvalResult", "ImageSet", "Pair", "PairPatchSampler",
@@ -46,3 +53,16 @@ __all__ = [
     "load_rain800", "load_sim", "noisy_pairs", "random_crops", "read_image", "sample_set",
     "save_results", "search_split", "simulate_camera_noise", "to_gray", "verify_bsd500",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,16 +1,37 @@
 """hinas_core: the HiNAS search space, derivation and derived network (plain PyTorch).
 
-No Ray, MLflow or Optuna here: those live in ``hinas.pipeline``.
+No Ray, MLflow or Optuna here: those live in ``hinas.pipeline``. The names below load on first
+use (PEP 562), so that importing a light submodule (``hinas_core.fsutil``, ``hinas_core.config``)
+does not import torch - ``hinas --help`` stays fast.
 """
-from .cells import Cell, MixedOp, derived_cell, mixed_cell
-from .config import PRESETS, ConfigError, SpaceConfig, preset
-from .genotype import Genotype, GenotypeError, derive_cell, known_genotypes, num_edges, path_probability, viterbi_path
-from .lattice import Lattice
-from .network import Supernet, Topology, build_network, count_parameters
-from .ops import OPS
+import importlib
+
+_MODULES = {
+    ".cells": ("Cell", "MixedOp", "derived_cell", "mixed_cell"),
+    ".config": ("PRESETS", "ConfigError", "SpaceConfig", "preset"),
+    ".genotype": ("Genotype", "GenotypeError", "derive_cell", "known_genotypes", "num_edges", "path_probability",
+                  "viterbi_path"),
+    ".lattice": ("Lattice",),
+    ".network": ("Supernet", "Topology", "build_network", "count_parameters"),
+    ".ops": ("OPS",),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "OPS", "Cell", "MixedOp", "mixed_cell", "derived_cell", "Lattice", "Topology", "Supernet",
     "build_network", "count_parameters", "Genotype", "GenotypeError", "derive_cell", "viterbi_path",
     "path_probability", "num_edges", "known_genotypes", "SpaceConfig", "ConfigError", "PRESETS", "preset",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import deform_conv2d
 
 ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=False),
@@ -125,6 +124,8 @@ class DeformConv2d(nn.Module):
         if impl == "sampled":
             out = deform_conv2d_sampled(x, offset, self.weight, mask, self.recompute)
             return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+        from torchvision.ops import deform_conv2d  # here, not at the top: torchvision costs ~1 s of import
+
         return deform_conv2d(x, offset, self.weight, self.bias, padding=1, mask=mask)
 
 

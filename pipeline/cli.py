@@ -256,21 +256,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _denoise_model(args: argparse.Namespace) -> str:
-    """The model file to use: ``--model``, or the shipped model for ``--sigma``."""
-    if args.model:
-        return args.model
-    from hinas import models as shipped
-
-    if not (args.sigma > 0):
-        raise ValueError(f"--sigma: a noise level must be > 0 (0-255 scale), got {args.sigma:g}")
-    entry = shipped.for_sigma(args.sigma)
-    if entry["sigma"] != args.sigma:
-        print(f"hinas denoise: no shipped model for sigma {args.sigma:g}; using the one trained for sigma "
-              f"{entry['sigma']:g}", file=sys.stderr)
-    return entry["path"]
-
-
 def _check_output_file(path: str) -> None:
     """Refuse an output path that cannot become a file, before any work."""
     out = Path(path)
@@ -282,36 +267,24 @@ def _check_output_file(path: str) -> None:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from hinas.datasets import DatasetError
+    from hinas_core.models import ModelError
 
-    from hinas.datasets import DatasetError, read_image
-    from hinas.datasets.images import write_png
-    from hinas_core.fsutil import atomic_file
-    from hinas_core.inference import fold_batchnorm
-    from hinas_core.models import ModelError, load_model
+    from .denoise import denoise_file
+
+    def say(line: str) -> None:
+        print(f"hinas denoise: {line}", file=sys.stderr)
 
     try:
         _check_output_file(args.output)
-        model, spec, meta = load_model(_denoise_model(args))
-        noisy = read_image(args.input, gray=spec.get("in_channels", 1) == 1)
+        summary = denoise_file(args.input, args.output, sigma=args.sigma, model=args.model, say=say)
     except (ModelError, DatasetError, ValueError) as exc:
         print(f"hinas denoise: {exc}", file=sys.stderr)
         return 2
-    x = torch.from_numpy(np.asarray(noisy, dtype=np.float32) / 255)
-    x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]
-    with torch.inference_mode():
-        y = fold_batchnorm(model)(x)[0]
-    out = (y.clamp(0, 1) * 255).round().to(torch.uint8)
-    out = out[0].numpy() if out.shape[0] == 1 else out.permute(1, 2, 0).numpy()
-    try:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(args.output) as tmp:
-            write_png(tmp, out)
     except OSError as exc:
         print(f"hinas denoise: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"hinas denoise: {args.input} -> {args.output} ({spec['kind']} model, sigma {meta.get('sigma', '?')})")
+    print(f"hinas denoise: {summary}")
     return 0
 
 
@@ -378,16 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the Markdown table to this file")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("denoise", help="denoise an image with a shipped or trained model",
-                       description="Apply a hinas denoiser to an 8-bit grayscale image: one of the models that ship "
-                                   "with hinas, picked by noise level (--sigma), or a model file written by the "
-                                   "retrain stage (--model). Example: hinas denoise --sigma 30 noisy.png out.png")
+    p = sub.add_parser("denoise", help="denoise a photo with a shipped or trained model",
+                       description="Apply a hinas denoiser to a photo: grey or colour (denoised in colour, through "
+                                   "an orthonormal opponent transform), 8-bit or 16-bit grey, alpha kept. Pick a "
+                                   "shipped model by noise level (--sigma, or --sigma auto to estimate it), or give "
+                                   "a model file written by the retrain stage (--model). Large photos are denoised "
+                                   "in overlapping tiles. Example: hinas denoise --sigma auto noisy.jpg out.png")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--sigma", type=float, help="use the shipped model trained for this Gaussian noise level "
-                                                   "(0-255 scale; shipped: 30, 50, 70; the nearest is used)")
+    which.add_argument("--sigma", help="Gaussian noise level of the photo (0-255 scale), or 'auto' to estimate it; "
+                                       "the shipped model for the nearest level is used (shipped: 30, 50, 70)")
     which.add_argument("--model", help="a model file written by the retrain stage (runs/<name>/models/<label>/model.pt)")
     p.add_argument("input", help="noisy image (PNG, JPEG, ...)")
-    p.add_argument("output", help="where to write the denoised PNG")
+    p.add_argument("output", help="where to write the denoised PNG (same channels and bit depth as the input)")
     p.set_defaults(func=_cmd_denoise)
 
     from hinas.datasets import commands as data_commands

@@ -47,3 +47,19 @@ def test_hugging_face_datasets_and_hinas_datasets_import_side_by_side():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert "site-packages" in out.stdout
+
+
+HEAVY = ("torch", "torchvision", "ray", "mlflow", "optuna", "matplotlib", "skimage")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["denoise", "--help"], ["data", "--help"]])
+def test_cli_help_imports_no_heavy_module(argv):
+    # `hinas --help` must answer faster than `import torch`: heavy modules load only inside the
+    # command that needs them (issue #13, target 3).
+    code = ("import sys, json\nfrom hinas.pipeline.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "usage: hinas" in out.stdout
+    assert __import__("json").loads(out.stdout.strip().splitlines()[-1]) == []
