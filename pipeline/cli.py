@@ -61,6 +61,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
+    if not _hold(exp, "search"):
+        return EXIT_BUSY
     if not _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp))):
         return 2
     try:
@@ -73,6 +75,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"hinas search: no genotype for {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: the experiment is in use; try again later
+
+
+def _hold(exp, command: str) -> bool:
+    """Become the one writer of the experiment (pipeline/lock.py) and catch Ctrl-C / SIGTERM
+    (pipeline/signals.py); False, with one line naming the holder, when another driver is it."""
+    from .lock import hold
+    from .signals import install
+
+    install()
+    return hold(exp.experiment_dir, command)
 
 
 def _start_or_refuse(exp, args, command: str, exists: bool) -> bool:
@@ -163,6 +178,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
+    if not _hold(exp, "run"):
+        return EXIT_BUSY
     if not _start_or_refuse(exp, args, "run", exp.experiment_dir.exists()):
         return 2
     try:
@@ -191,6 +208,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     except (ConfigError, GenotypeError) as exc:
         print(f"hinas retrain: {exc}", file=sys.stderr)
         return 2
+    if not _hold(exp, "retrain"):
+        return EXIT_BUSY
     jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
     rows = run_retrain(exp, jobs)
     for r in rows:
@@ -398,7 +417,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (pipeline/signals.py's Interrupted)
+        print(f"hinas {args.command}: {_stopped(args, exc)}", file=sys.stderr, flush=True)
+        return getattr(exc, "exit_code", 130)
+    finally:
+        from . import lock
+
+        lock.release_all()
+        signals = sys.modules.get(f"{__package__}.signals")
+        if signals is not None:
+            signals.restore()
+
+
+def _stopped(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
+    what = f"stopped by {exc.args[0] if exc.args else 'SIGINT'}"
+    if args.command == "run":
+        return (f"{what}; the trials keep their last checkpoint and the MLflow runs are marked KILLED: continue with "
+                f"`hinas run {args.config} --resume`")
+    if args.command == "search":
+        return f"{what}; the trials keep their last checkpoint: continue with `hinas search {args.config} --resume`"
+    if args.command == "retrain":
+        return f"{what}; the jobs keep their last checkpoint: run the same command again (finished models are reused)"
+    return what
 
 
 if __name__ == "__main__":

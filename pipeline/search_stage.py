@@ -32,6 +32,7 @@ from hinas_core.search import Searcher
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .retries import RetryBudget, failure_config
+from .signals import GracefulStop, fit
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -140,7 +141,7 @@ def _run_config(exp: ExperimentConfig, name: str):
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=failure_config(),
-        callbacks=[RetryBudget(), KillPoints("search")],
+        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop()],
         verbose=1,
     )
 
@@ -202,7 +203,7 @@ def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, An
     init_ray()
     rows = []
     for tuner in _tuners(exp, resume):
-        for result in tuner.fit():
+        for result in fit(tuner):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             rows.append(_finish_trial(exp, result))
     rows.sort(key=lambda r: (r["sigma"], r["seed"], r["trial"]))
     write_summary(exp, rows)
