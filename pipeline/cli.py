@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -61,10 +62,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
-    if not _hold(exp, "search"):
-        return EXIT_BUSY
-    if not _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp))):
-        return 2
+    code = _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
+    if code:
+        return code
     try:
         rows = run_search(exp, resume=args.resume)
     except FileNotFoundError as exc:
@@ -90,18 +90,25 @@ def _hold(exp, command: str) -> bool:
     return hold(exp.experiment_dir, command)
 
 
-def _start_or_refuse(exp, args, command: str, exists: bool) -> bool:
-    """An existing experiment is continued (--resume), deleted (--overwrite), or left alone."""
+def _start_or_refuse(exp, args, command: str, exists: bool) -> int:
+    """An existing experiment is continued (--resume), deleted (--overwrite), or left alone; one
+    that another live driver writes is left alone too. 0 to go on, else the exit code."""
+    from .lock import busy
+
+    if busy(exp.experiment_dir, command):  # names the holder; nothing is written
+        return EXIT_BUSY
+    if exists and not args.resume and not args.overwrite:
+        print(f"hinas {command}: an experiment already exists at {exp.experiment_dir}; use --resume to "
+              "continue it (finished stages are reused) or --overwrite to start it again", file=sys.stderr)
+        return 2
+    if not _hold(exp, command):
+        return EXIT_BUSY
     if exists and not args.resume:
-        if not args.overwrite:
-            print(f"hinas {command}: an experiment already exists at {exp.experiment_dir}; use --resume to "
-                  "continue it (finished stages are reused) or --overwrite to start it again", file=sys.stderr)
-            return False
         import shutil
 
         shutil.rmtree(exp.experiment_dir)
     print(f"hinas {command}: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
-    return True
+    return 0
 
 
 def _load(args, command: str, splits=("train", "test"), runs_trials: bool = True):
@@ -178,10 +185,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
-    if not _hold(exp, "run"):
-        return EXIT_BUSY
-    if not _start_or_refuse(exp, args, "run", exp.experiment_dir.exists()):
-        return 2
+    code = _start_or_refuse(exp, args, "run", exp.experiment_dir.exists())
+    if code:
+        return code
     try:
         out = run_pipeline(exp, resume=args.resume)
     except (RuntimeError, FileNotFoundError) as exc:  # TrackingError is a RuntimeError
@@ -422,6 +428,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (pipeline/signals.py's Interrupted)
         print(f"hinas {args.command}: {_stopped(args, exc)}", file=sys.stderr, flush=True)
         return getattr(exc, "exit_code", 130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        again = (f"`hinas {args.command} {args.config} --resume`" if args.command in ("run", "search")
+                 else "the same command again")
+        print(f"hinas {args.command}: no space left on device writing {exc.filename or 'a file'}; the previous "
+              f"complete files are kept: free some space, then run {again}", file=sys.stderr, flush=True)
+        return 1
     finally:
         from . import lock
 

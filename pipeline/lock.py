@@ -223,6 +223,17 @@ class ExperimentLock:
 _held: Dict[Path, ExperimentLock] = {}
 
 
+def busy(experiment_dir: Path, command: str) -> bool:
+    """Whether another live driver holds the experiment (then the one line naming it is printed).
+    Only reads the lock, so a command refused for another reason leaves no trace."""
+    lock = ExperimentLock(Path(experiment_dir).resolve(), command)
+    holder = _read(lock.path)
+    if not holder or lock._is_me(holder) or lock._stale(holder) is not None:
+        return False
+    print(f"hinas {command}: {lock._held_message(holder)}", file=sys.stderr, flush=True)
+    return True
+
+
 def hold(experiment_dir: Path, command: str) -> bool:
     """Take the experiment's lock for this process until :func:`release_all`. On refusal, print
     the one line naming the holder and return False."""
