@@ -11,7 +11,6 @@ resumes is in test_interrupts.py.)
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,17 +20,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _sibling(name: str):
-    """A test module of this folder as a module (conftest-style helpers are not importable here)."""
-    spec = importlib.util.spec_from_file_location(f"_reliability_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-atomic = _sibling("test_atomic_writes")
 
 
 class Tmpfs:
@@ -86,6 +74,7 @@ def _read_report(path: Path):
 
 
 def test_every_trusted_write_on_a_full_disk_fails_whole_and_keeps_the_previous_file(small_disk, make):
+    atomic = make.sibling("test_atomic_writes")  # its inventory of trusted writers
     writers = atomic.Writers(small_disk.path, make)
     writers.spec = {"kind": "dncnn", "depth": 3, "width": 16}  # the inventory's files, small enough for the tmpfs
     kinds = {**{k: (getattr(writers, k), getattr(writers, f"read_{k}")) for k in atomic.TARGETS},
@@ -95,7 +84,7 @@ def test_every_trusted_write_on_a_full_disk_fails_whole_and_keeps_the_previous_f
         folder = small_disk.path / "runs" / kind
         path = folder / names[kind]
         if kind in ("genotype_json", "search_summary_json"):
-            _small(kind, writers, path)
+            _small(kind, atomic, writers, path)
         else:
             write(path, 0)
         assert read(path) == 0
@@ -114,7 +103,7 @@ def test_every_trusted_write_on_a_full_disk_fails_whole_and_keeps_the_previous_f
         shutil.rmtree(folder)  # room for the next writer's files
 
 
-def _small(kind, writers, path):
+def _small(kind, atomic, writers, path):
     """Version 0 of a writer whose own test makes big files (to be slow to write), made small."""
     if kind == "genotype_json":
         atomic._genotype(0).save(path)
