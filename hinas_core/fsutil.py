@@ -25,7 +25,7 @@ def _disk_full(path: Path) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
-def _no_space(folder: Path) -> bool:
+def no_space(folder) -> bool:
     """Whether ``folder``'s file system is (all but) full: under 1 MiB free for this user."""
     try:
         st = os.statvfs(folder)
@@ -71,7 +71,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
             raise _disk_full(path) from exc
         raise
     except Exception as exc:  # a writer that hides the OSError: the disk tells
-        if _no_space(path.parent):
+        if no_space(path.parent):
             raise _disk_full(path) from exc
         raise
     finally:

@@ -433,7 +433,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         again = (f"`hinas {args.command} {args.config} --resume`" if args.command in ("run", "search")
                  else "the same command again")
-        print(f"hinas {args.command}: no space left on device writing {exc.filename or 'a file'}; the previous "
+        from .lock import held
+
+        where = exc.filename or next(iter(held()), "a file")
+        if os.path.isdir(where):
+            where = f"under {where}"
+        print(f"hinas {args.command}: no space left on device writing {where}; the previous "
               f"complete files are kept: free some space, then run {again}", file=sys.stderr, flush=True)
         return 1
     finally:

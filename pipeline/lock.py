@@ -39,6 +39,7 @@ from typing import Dict, Optional
 
 LEASE_ENV = "HINAS_LOCK_LEASE_S"
 DEFAULT_LEASE_S = 60.0
+EMPTY_GRACE_S = 10.0  # an empty lock older than this was left by a creator that died before writing it
 
 
 class LockHeld(RuntimeError):
@@ -159,6 +160,9 @@ class ExperimentLock:
         try:
             os.write(fd, json.dumps(self.me).encode())
             os.fsync(fd)
+        except OSError as exc:  # e.g. a full disk: leave no empty lock behind
+            self.path.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         finally:
             os.close(fd)
         return True
@@ -171,7 +175,9 @@ class ExperimentLock:
             age = _fs_now(self.path.parent) - self.path.stat().st_mtime
         except FileNotFoundError:
             return "released"
-        lease = float(holder.get("lease_s") or self.lease) if holder else self.lease
+        if not holder:  # empty or damaged: its creator writes it within milliseconds of creating it
+            return f"it was left empty or damaged {age:.0f} s ago" if age > min(self.lease, EMPTY_GRACE_S) else None
+        lease = float(holder.get("lease_s") or self.lease)
         if age > lease:
             return f"its lease expired {age - lease:.0f} s ago (not renewed for {age:.0f} s)"
         return None
@@ -252,6 +258,11 @@ def hold(experiment_dir: Path, command: str) -> bool:
               f"(since {t.get('since', '?')}): {t['reason']}", flush=True)
     _held[key] = lock
     return True
+
+
+def held():
+    """The experiment folders this process holds."""
+    return list(_held)
 
 
 def release_all() -> None:

@@ -109,7 +109,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                                           failure_config=failure_config(),
                                           callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop()], verbose=1),
             )
-        for result in fit(tuner):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
+        for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             label = trial_config(result)["job"]["label"]
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),

@@ -19,6 +19,7 @@ without a word, so the handlers are installed again just before each ``fit()``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -106,16 +107,28 @@ def raise_if_stopped() -> None:
         raise Interrupted(_state.signum)
 
 
-def fit(tuner):
-    """``tuner.fit()`` under the handlers above; raises :class:`Interrupted` after a stop."""
+def fit(tuner, folder):
+    """``tuner.fit()`` of an experiment under ``folder``, under the handlers above; raises
+    :class:`Interrupted` after a stop, and ``OSError(ENOSPC)`` when the disk under ``folder``
+    filled up: a trial died of it (:func:`.retries.raise_if_disk_full`), or Tune failed on it
+    (it cannot read back the error files it wrote on the full disk)."""
+    from hinas_core.fsutil import no_space
+
+    from .retries import raise_if_disk_full
+
     install()  # again: ray.init replaced the SIGTERM handler
     raise_if_stopped()  # a signal between two stages
     _state.in_fit, _state.stopped = True, False
     try:
         results = tuner.fit()
+    except Exception as exc:
+        if no_space(folder):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder)) from exc
+        raise
     finally:
         _state.in_fit = False
     raise_if_stopped()
+    raise_if_disk_full(results)
     return results
 
 

@@ -126,3 +126,26 @@ def test_an_mlflow_artifact_on_a_full_disk_is_one_tracking_error(small_disk, tmp
     assert "log_artifact failed" in line and "No space left on device" in line
     status = tracker.client.get_run(run_id).info.status
     assert status == "FAILED"  # the store itself (SQLite, elsewhere) still answers: the run is closed
+
+
+def test_tune_state_cut_short_by_a_full_disk_is_not_restored(tmp_path):
+    """Ray Tune writes its experiment and searcher state in place: a full disk can leave them
+    cut short, and `Tuner.restore` then crashes. Such a stage is started anew instead (seen in a
+    real run: a search whose disk filled mid-epoch, resumed once space was freed)."""
+    import json
+    import pickle
+
+    from hinas.pipeline.retries import tune_state_whole
+
+    state = json.dumps({"trial_data": [["x" * 100, "y" * 100]], "runner_data": {"_iteration": 7}})
+    searcher = pickle.dumps({"_iterators": [], "_trial_generator": list(range(100))})
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(state)
+    (tmp_path / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(searcher)
+    (tmp_path / ".1a2b-tmp-basic-variant-state-2026-01-01_00-00-00.json").write_bytes(searcher[:9])  # Tune's temporary
+    (tmp_path / "experiment_state-2025-01-01_00-00-00.json").write_text(state[:5])  # older: not read by a restore
+    assert tune_state_whole(tmp_path)
+    (tmp_path / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(searcher[:-3])
+    assert not tune_state_whole(tmp_path)
+    (tmp_path / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(searcher)
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(state[:60])
+    assert not tune_state_whole(tmp_path)

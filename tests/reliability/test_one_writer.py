@@ -177,3 +177,19 @@ def test_drivers_racing_for_a_stale_lock_one_wins(exp_dir):
     while not wins.empty():
         winners.append(wins.get())
     assert len(winners) == 1, winners
+
+
+def test_an_empty_lock_is_taken_over_once_its_creator_is_surely_gone(exp_dir, capsys):
+    """A creator that died between creating the lock and writing it (or a full disk) leaves it
+    empty: honoured for a few seconds, then taken over."""
+    from hinas.pipeline.lock import EMPTY_GRACE_S, hold, lock_path
+
+    _, folder = exp_dir
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    assert not hold(folder, "run")
+    old = time.time() - EMPTY_GRACE_S - 1
+    os.utime(path, (old, old))
+    assert hold(folder, "run")
+    assert "left empty or damaged" in capsys.readouterr().out
