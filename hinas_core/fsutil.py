@@ -5,15 +5,33 @@ model files, search summaries, caches, manifests, Parquet tables). The new conte
 to a temporary sibling in the same folder (same filesystem), flushed to disk, and moved into
 place with ``os.replace``; on any exception the temporary is removed and the old file stays.
 A process killed mid-write leaves at most a hidden ``.<name>.*.tmp`` sibling, which no reader
-opens.
+opens. A write that fails because the disk is full raises ``OSError(ENOSPC)`` naming the target
+file - also when the writer hid it (``torch.save`` raises a RuntimeError from its C++ stream).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def no_space(folder) -> bool:
+    """Whether ``folder``'s file system is (all but) full: under 1 MiB free for this user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 2**20
 
 
 def _umask() -> int:
@@ -48,6 +66,14 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
             os.close(fd)
         publish_mode(tmp_path, is_dir=False)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in FULL:
+            raise _disk_full(path) from exc
+        raise
+    except Exception as exc:  # a writer that hides the OSError: the disk tells
+        if no_space(path.parent):
+            raise _disk_full(path) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

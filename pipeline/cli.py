@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -61,8 +62,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
-    if not _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp))):
-        return 2
+    code = _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
+    if code:
+        return code
     try:
         rows = run_search(exp, resume=args.resume)
     except FileNotFoundError as exc:
@@ -75,18 +77,38 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_or_refuse(exp, args, command: str, exists: bool) -> bool:
-    """An existing experiment is continued (--resume), deleted (--overwrite), or left alone."""
+EXIT_BUSY = 75  # EX_TEMPFAIL: the experiment is in use; try again later
+
+
+def _hold(exp, command: str) -> bool:
+    """Become the one writer of the experiment (pipeline/lock.py) and catch Ctrl-C / SIGTERM
+    (pipeline/signals.py); False, with one line naming the holder, when another driver is it."""
+    from .lock import hold
+    from .signals import install
+
+    install()
+    return hold(exp.experiment_dir, command)
+
+
+def _start_or_refuse(exp, args, command: str, exists: bool) -> int:
+    """An existing experiment is continued (--resume), deleted (--overwrite), or left alone; one
+    that another live driver writes is left alone too. 0 to go on, else the exit code."""
+    from .lock import busy
+
+    if busy(exp.experiment_dir, command):  # names the holder; nothing is written
+        return EXIT_BUSY
+    if exists and not args.resume and not args.overwrite:
+        print(f"hinas {command}: an experiment already exists at {exp.experiment_dir}; use --resume to "
+              "continue it (finished stages are reused) or --overwrite to start it again", file=sys.stderr)
+        return 2
+    if not _hold(exp, command):
+        return EXIT_BUSY
     if exists and not args.resume:
-        if not args.overwrite:
-            print(f"hinas {command}: an experiment already exists at {exp.experiment_dir}; use --resume to "
-                  "continue it (finished stages are reused) or --overwrite to start it again", file=sys.stderr)
-            return False
         import shutil
 
         shutil.rmtree(exp.experiment_dir)
     print(f"hinas {command}: experiment '{exp.name}' -> {exp.experiment_dir}", flush=True)
-    return True
+    return 0
 
 
 def _load(args, command: str, splits=("train", "test"), runs_trials: bool = True):
@@ -163,8 +185,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
-    if not _start_or_refuse(exp, args, "run", exp.experiment_dir.exists()):
-        return 2
+    code = _start_or_refuse(exp, args, "run", exp.experiment_dir.exists())
+    if code:
+        return code
     try:
         out = run_pipeline(exp, resume=args.resume)
     except (RuntimeError, FileNotFoundError) as exc:  # TrackingError is a RuntimeError
@@ -191,6 +214,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     except (ConfigError, GenotypeError) as exc:
         print(f"hinas retrain: {exc}", file=sys.stderr)
         return 2
+    if not _hold(exp, "retrain"):
+        return EXIT_BUSY
     jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
     rows = run_retrain(exp, jobs)
     for r in rows:
@@ -373,7 +398,43 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM (pipeline/signals.py's Interrupted)
+        print(f"hinas {args.command}: {_stopped(args, exc)}", file=sys.stderr, flush=True)
+        return getattr(exc, "exit_code", 130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        again = (f"`hinas {args.command} {args.config} --resume`" if args.command in ("run", "search")
+                 else "the same command again")
+        from .lock import held
+
+        where = exc.filename or next(iter(held()), "a file")
+        if os.path.isdir(where):
+            where = f"under {where}"
+        print(f"hinas {args.command}: no space left on device writing {where}; the previous "
+              f"complete files are kept: free some space, then run {again}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        from . import lock
+
+        lock.release_all()
+        signals = sys.modules.get(f"{__package__}.signals")
+        if signals is not None:
+            signals.restore()
+
+
+def _stopped(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
+    what = f"stopped by {exc.args[0] if exc.args else 'SIGINT'}"
+    if args.command == "run":
+        return (f"{what}; the trials keep their last checkpoint and the MLflow runs are marked KILLED: continue with "
+                f"`hinas run {args.config} --resume`")
+    if args.command == "search":
+        return f"{what}; the trials keep their last checkpoint: continue with `hinas search {args.config} --resume`"
+    if args.command == "retrain":
+        return f"{what}; the jobs keep their last checkpoint: run the same command again (finished models are reused)"
+    return what
 
 
 if __name__ == "__main__":

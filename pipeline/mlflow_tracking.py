@@ -171,7 +171,9 @@ class Tracker:
         run_id = self.start(name, key, parent, tags, params)
         try:
             yield run_id
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM (pipeline/signals.py)
+            if parent is None:  # the runs of trials that were stopped with it, too
+                self._end_failed(run_id, "KILLED", children=True)
             self._end_failed(run_id, "KILLED")
             raise
         except BaseException:
@@ -179,20 +181,24 @@ class Tracker:
             raise
         self.end(run_id, "FINISHED")
 
-    def _end_failed(self, run_id: str, status: str) -> None:
-        """End a run whose work raised, never masking that error: with the store gone the run
-        stays RUNNING, and the resumed pipeline closes it (:meth:`close_dangling`)."""
+    def _end_failed(self, run_id: str, status: str, children: bool = False) -> None:
+        """End a run (or its RUNNING ``children``) whose work raised, never masking that error:
+        with the store gone the run stays RUNNING, and the resumed pipeline closes it
+        (:meth:`close_dangling`)."""
         try:
-            self.end(run_id, status)
+            if children:
+                self.close_dangling(run_id, status)
+            else:
+                self.end(run_id, status)
         except TrackingError:
             pass
 
-    def close_dangling(self, parent: str) -> int:
-        """Mark children of ``parent`` still RUNNING (a crashed driver's) as FAILED."""
+    def close_dangling(self, parent: str, status: str = "FAILED") -> int:
+        """Mark children of ``parent`` still RUNNING (a crashed driver's) as ``status``."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
                                        "attributes.status = 'RUNNING'")
         for r in runs:
-            self.end(r.info.run_id, "FAILED")
+            self.end(r.info.run_id, status)
         return len(runs)
 
     def finished(self, parent: str) -> set:

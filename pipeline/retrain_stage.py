@@ -24,6 +24,7 @@ from hinas_core.retrain import Trainer
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .retries import RetryBudget, failure_config
+from .signals import GracefulStop, fit
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -106,9 +107,9 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                           failure_config=failure_config(),
-                                          callbacks=[RetryBudget(), KillPoints("retrain")], verbose=1),
+                                          callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop()], verbose=1),
             )
-        for result in tuner.fit():
+        for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             label = trial_config(result)["job"]["label"]
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),

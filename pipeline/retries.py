@@ -8,9 +8,12 @@ worker death. :class:`RetryBudget` makes the limit a budget per run of the drive
 """
 from __future__ import annotations
 
+import errno
+
 from ray import tune
 
 MAX_FAILURES = 2
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RetryBudget(tune.Callback):
@@ -35,3 +38,60 @@ class RetryBudget(tune.Callback):
 
 def failure_config():
     return tune.FailureConfig(max_failures=MAX_FAILURES)
+
+
+def disk_full_error(error: BaseException | None) -> OSError | None:
+    """The ENOSPC/EDQUOT OSError behind a failed trial's error (Ray wraps the worker's
+    exception, keeping it as ``cause``), or None when the trial failed for another reason."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in FULL:
+            return error
+        if "[Errno 28] No space left on device" in str(error):
+            return OSError(errno.ENOSPC, "No space left on device")
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return None
+
+
+def raise_if_disk_full(results) -> None:
+    """A trial that failed (after its retries) because the disk is full ends the run as the
+    driver's own full-disk error does, instead of as a trial without a genotype or model."""
+    from hinas_core.fsutil import no_space
+
+    for i in range(len(results)):
+        try:
+            result = results[i]
+        except Exception as exc:  # Tune cannot read back the error file it wrote on the full disk
+            if no_space(results.experiment_path):
+                raise OSError(errno.ENOSPC, "No space left on device", results.experiment_path) from exc
+            raise
+        full = disk_full_error(result.error)
+        if full is not None:
+            raise OSError(errno.ENOSPC, "No space left on device", full.filename or result.path)
+
+
+def tune_state_whole(folder) -> bool:
+    """Whether the newest experiment and searcher state files Tune wrote in ``folder`` (those a
+    restore reads) are complete: the JSON parses, the searcher's pickle is whole (read with
+    :mod:`pickletools`, which executes nothing). Tune writes them in place, so a full disk can
+    leave them cut short."""
+    import json
+    import pickletools
+    from pathlib import Path
+
+    newest = {}
+    for p in Path(folder).glob("*state-*.json"):  # experiment_state-*, basic-variant-state-*, ...
+        if not p.name.startswith("."):  # Tune's own temporaries
+            kind = p.name.split("state-")[0]
+            newest[kind] = max(newest.get(kind, p), p)
+    try:
+        for kind, p in newest.items():
+            if kind == "experiment_":
+                json.loads(p.read_text())
+            else:
+                for _ in pickletools.genops(p.read_bytes()):
+                    pass
+    except (OSError, ValueError):
+        return False
+    return True

@@ -32,6 +32,7 @@ from hinas_core.search import Searcher
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .retries import RetryBudget, failure_config
+from .signals import GracefulStop, fit
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -140,7 +141,7 @@ def _run_config(exp: ExperimentConfig, name: str):
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=failure_config(),
-        callbacks=[RetryBudget(), KillPoints("search")],
+        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop()],
         verbose=1,
     )
 
@@ -157,11 +158,15 @@ def restorable(path: Path) -> bool:
 
     ``Tuner()`` writes ``tuner.pkl`` at once but the trials' state only from the first step of
     ``fit()``: a driver killed in between leaves a folder that ``Tuner.restore`` fails on (it
-    rebuilds trials without their config); such an experiment is started anew instead.
+    rebuilds trials without their config); such an experiment is started anew instead. So is
+    one whose state files Tune left truncated (it writes them in place; a full disk cuts them).
     """
     from ray import tune
 
-    return tune.Tuner.can_restore(str(path)) and any(Path(path).glob("experiment_state-*.json"))
+    from .retries import tune_state_whole
+
+    return tune.Tuner.can_restore(str(path)) and any(Path(path).glob("experiment_state-*.json")) and \
+        tune_state_whole(Path(path))
 
 
 def _tuners(exp: ExperimentConfig, resume: bool):
@@ -202,7 +207,7 @@ def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, An
     init_ray()
     rows = []
     for tuner in _tuners(exp, resume):
-        for result in tuner.fit():
+        for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             rows.append(_finish_trial(exp, result))
     rows.sort(key=lambda r: (r["sigma"], r["seed"], r["trial"]))
     write_summary(exp, rows)

@@ -111,10 +111,20 @@ def cli(capsys):
     return run
 
 
+def sibling(name: str):
+    """The test module ``name`` of this folder, loaded as a module, to use its helpers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_reliability_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def make():
     """The helpers above, for the test modules (conftest is not importable under importlib mode)."""
     import types
 
     return types.SimpleNamespace(config=write_config, bsds_links=bsds_links, mini_bsds=mini_bsds,
-                                 stored_pairs=stored_pairs, snapshot=snapshot, base=BASE)
+                                 stored_pairs=stored_pairs, snapshot=snapshot, base=BASE, sibling=sibling)
