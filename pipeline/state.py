@@ -37,15 +37,13 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from hinas import __version__
-from hinas_core.fsutil import publish_mode
+from hinas.datasets.fsutil import atomic_dir
 from hinas_core.models import ModelError, load_tensors
 
 from .experiment import ExperimentConfig
@@ -223,10 +221,8 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
     if max_part_bytes < 1:
         raise StateError(f"--max-file-mib: expected a positive size, got {max_part_bytes / 2**20:g}")
     entries, notes = _entries(exp, compact)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
-        files, n = [], 0
+    files, n = [], 0
+    with atomic_dir(out, overwrite=True) as tmp:  # the old bundle goes only once the new one is whole
         for rel, kind, source in entries:
             data = source if isinstance(source, bytes) else source.read_bytes()
             parts = []
@@ -241,25 +237,7 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
                     "config": config_identity(exp), "hinas_version": __version__, "compact": compact,
                     "max_part_bytes": max_part_bytes, "total_bytes": sum(f["size"] for f in files), "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        for p in tmp.iterdir():
-            if p.stat().st_size > max_part_bytes and p.name != MANIFEST:
-                raise AssertionError(f"{p} exceeds the part size")  # cannot happen: the cut above
-        publish_mode(tmp, is_dir=True)
-        _swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {**manifest, "notes": notes}
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Put the folder ``new`` at ``target``; an existing ``target`` is removed only after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def bundle_bytes(folder: Path) -> int:
@@ -317,76 +295,73 @@ def _differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = 
     return keys
 
 
-def _assemble(bundle: Path, entry: Any, dest_root: Path) -> Tuple[str, str, Path]:
-    """Check one manifest entry and its parts; write the file under ``dest_root``."""
+def _assemble(bundle: Path, entry: Any) -> Tuple[str, str, bytes]:
+    """Check one manifest entry and its parts: ``(path in the run folder, kind, the file's bytes)``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("parts"), list):
         raise StateError("refused: a manifest entry is damaged")
     rel = _safe_path(entry.get("path"))
     kind = kind_of(rel)
     if kind is None or kind != entry.get("kind"):
         raise StateError(f"refused: {rel!r} is not a file a hinas run folder holds (kind {entry.get('kind')!r})")
-    digest = hashlib.sha256()
-    dest = dest_root / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    size = 0
-    with open(dest, "xb") as f:  # "x": a path named twice in the manifest fails here
-        for part in entry["parts"]:
-            name = part.get("name") if isinstance(part, dict) else None
-            if not isinstance(name, str) or not PART_NAME.match(name):
-                raise StateError(f"refused: {rel}: bad part name {name!r}")
-            src = bundle / name
-            if src.is_symlink() or not src.is_file():
-                raise StateError(f"refused: part {name} of {rel} is missing or not a plain file")
-            data = src.read_bytes()
-            if len(data) != part.get("size"):
-                raise StateError(f"refused: part {name} of {rel} is truncated or padded "
-                                 f"({len(data)} bytes, the manifest says {part.get('size')})")
-            if _sha256(data) != part.get("sha256"):
-                raise StateError(f"refused: part {name} of {rel} does not match its sha256 (damaged or altered)")
-            f.write(data)
-            digest.update(data)
-            size += len(data)
-    if size != entry.get("size") or digest.hexdigest() != entry.get("sha256"):
+    chunks = []
+    for part in entry["parts"]:
+        name = part.get("name") if isinstance(part, dict) else None
+        if not isinstance(name, str) or not PART_NAME.match(name):
+            raise StateError(f"refused: {rel}: bad part name {name!r}")
+        src = bundle / name
+        if src.is_symlink() or not src.is_file():
+            raise StateError(f"refused: part {name} of {rel} is missing or not a plain file")
+        data = src.read_bytes()
+        if len(data) != part.get("size"):
+            raise StateError(f"refused: part {name} of {rel} is truncated or padded "
+                             f"({len(data)} bytes, the manifest says {part.get('size')})")
+        if _sha256(data) != part.get("sha256"):
+            raise StateError(f"refused: part {name} of {rel} does not match its sha256 (damaged or altered)")
+        chunks.append(data)
+    data = b"".join(chunks)
+    if len(data) != entry.get("size") or _sha256(data) != entry.get("sha256"):
         raise StateError(f"refused: {rel} does not match its size/sha256 in the manifest (damaged or altered)")
-    return rel, kind, dest
+    return rel, kind, data
 
 
-def _check_loadable(rel: str, kind: str, path: Path, compact: bool) -> None:
-    """Checkpoints and models load weights-only (a pickle payload is refused, never run)."""
-    if kind not in ("search-checkpoint", "retrain-checkpoint", "model"):
-        return
+def _load_checked(rel: str, kind: str, path: Path) -> Any:
+    """A checkpoint or model, loaded weights-only: a pickle payload is refused, never run."""
+    what = kind.replace("-", " ")
     try:
-        state = load_tensors(path, f"{kind.replace('-', ' ')} {rel}")
+        state = load_tensors(path, f"{what} {rel}")
     except ModelError as exc:
         raise StateError(f"refused: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != 1:
-        raise StateError(f"refused: {rel} is not a hinas {kind.replace('-', ' ')}")
-    if kind == "search-checkpoint" and compact:
-        torch.save(expand_search_state(state), path)
+        raise StateError(f"refused: {rel} is not a hinas {what}")
+    return state
 
 
 def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -> Dict[str, Any]:
-    """Unpack ``bundle`` into ``exp``'s run folder (which must not exist unless ``overwrite``)."""
+    """Unpack ``bundle`` into ``exp``'s run folder (which must not exist unless ``overwrite``).
+
+    The folder is built in a hidden sibling and renamed into place once every file checked out."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle, exp)
     target = exp.experiment_dir
-    if (target.exists() or target.is_symlink()) and not overwrite:
+    if target.is_symlink():
+        raise StateError(f"{target} is a symbolic link; import into a real folder")
+    if target.exists() and not overwrite:
         raise StateError(f"a run folder already exists at {target}; import into a fresh place, or pass "
                          "--overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.import-", dir=target.parent))
-    try:
+    seen = set()
+    with atomic_dir(target, overwrite=overwrite) as staging:
         for entry in manifest["files"]:
-            rel, kind, path = _assemble(bundle, entry, staging)
-            _check_loadable(rel, kind, path, bool(manifest.get("compact")))
-        publish_mode(staging, is_dir=True)
-        if target.is_symlink():
-            target.unlink()
-        _swap_in(staging, target)
-    except FileExistsError:
-        raise StateError("refused: the manifest names a file twice") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            rel, kind, data = _assemble(bundle, entry)
+            if rel in seen:
+                raise StateError(f"refused: the manifest names {rel} twice")
+            seen.add(rel)
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if kind in ("search-checkpoint", "retrain-checkpoint", "model"):
+                state = _load_checked(rel, kind, path)
+                if kind == "search-checkpoint" and manifest.get("compact"):
+                    torch.save(expand_search_state(state), path)
     return manifest
 
 

@@ -69,7 +69,8 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     print(f"hinas state import: {args.source} -> {exp.experiment_dir}")
     print(describe(manifest))
-    print(f"continue with: hinas run {args.config} --resume")
+    sets = "".join(f" --set {s}" for s in args.set or [])
+    print(f"continue with: hinas run {args.config}{sets} --resume")
     return 0
 
 
