@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 EPILOG = """\
@@ -22,6 +23,10 @@ resources may differ between machines). Exporting again into the same --out repl
 bundle. Ray Tune's own experiment folders are never exported (they hold pickles); each
 unfinished trial restarts from its exported checkpoint in a new Tune experiment.
 """
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, 88)
 
 
 def _experiment(args: argparse.Namespace, command: str):
@@ -77,16 +82,16 @@ def run_import(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``state {export,import}`` to a CLI's subparsers."""
     state = subparsers.add_parser("state", help="move a cut run to another machine (export / import its state)",
-                                  description="Pack the state of a run (finished products and the latest checkpoint "
+                                  description=_fill("Pack the state of a run (finished products and the latest checkpoint "
                                               "of every unfinished trial) into small, verified files, and unpack it "
-                                              "on another machine so that `hinas run CONFIG --resume` continues.",
+                                              "on another machine so that `hinas run CONFIG --resume` continues."),
                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = state.add_subparsers(dest="state_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("export", help="write a run's state as a bundle of small files",
-                       description="Write OUTPUT_DIR/NAME's state into --out: manifest.json (format version, "
+                       description=_fill("Write OUTPUT_DIR/NAME's state into --out: manifest.json (format version, "
                                    "experiment, config hash, per-file size and sha256) and parts of at most "
-                                   "--max-file-mib each. An existing bundle in --out is replaced.",
+                                   "--max-file-mib each. An existing bundle in --out is replaced."),
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="the experiment YAML of the run")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="the same overrides as the run")
@@ -99,9 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("import", help="rebuild a run folder from a bundle, then resume with `hinas run --resume`",
-                       description="Verify a bundle (format version, experiment, config, every part's size and "
+                       description=_fill("Verify a bundle (format version, experiment, config, every part's size and "
                                    "sha256, checkpoints loadable without unpickling code) and rebuild "
-                                   "OUTPUT_DIR/NAME from it. Nothing is written unless everything checks out.",
+                                   "OUTPUT_DIR/NAME from it. Nothing is written unless everything checks out."),
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="the experiment YAML of the run (with the same --set overrides)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="the same overrides as the run")
