@@ -182,7 +182,11 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
             path = Path(dirpath) / name
             rel = (rel_dir / name).as_posix()
             kind = kind_of(rel)
-            if kind is not None and not name.startswith(".") and not path.is_symlink():
+            if name.startswith(".") or path.is_symlink():
+                continue  # temporaries, locks; a link is not the run's own file
+            if kind is None:
+                notes.append(f"left out (not a file hinas resumes from): {rel}")
+            else:
                 entries.append((rel, kind, path))
     search_done = finished_search(exp) is not None
     for stage in STAGES:
@@ -198,7 +202,7 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
                 entries.append((rel, "search-checkpoint", buf.getvalue()))
             else:
                 entries.append((rel, f"{stage}-checkpoint", path))
-            notes.append(f"{stage} {label}: {STAGES[stage][2]} {progress}")
+            notes.append(f"checkpoint: {stage} {label}: {STAGES[stage][2]} {progress}")
     if exp.optuna is not None and not search_done:
         notes.append("Optuna trials' search checkpoints are not carried: an unfinished Optuna search starts again")
     return entries, notes

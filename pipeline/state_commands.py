@@ -53,7 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"hinas state export: {exp.experiment_dir} -> {args.out}" + (" (compact: bf16 supernet, no momentum)" if args.compact else ""))
     print(describe(manifest))
     for note in manifest["notes"]:
-        print(f"  checkpoint: {note}")
+        print(f"  {note}")
     print(f"bundle: {bundle_bytes(args.out) / 2**20:.2f} MiB in {files} file(s), none over {args.max_file_mib:g} MiB")
     return 0
 

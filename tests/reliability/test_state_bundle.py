@@ -92,6 +92,7 @@ def run(make, tmp_path, states):
     spec = {"kind": "dncnn", "depth": 3, "width": 4}
     save_model(root / "models" / "dncnn-sigma30-seed0" / "model.pt", spec, build_model(spec), {"sigma": 30})
     (root / ".lock").write_text("not part of the state")
+    (root / "scratch.txt").write_text("not a product: named, left out")
     return cfg, exp
 
 
@@ -128,6 +129,7 @@ def test_export_carries_the_products_and_the_latest_checkpoint_never_tune_files(
     assert _entry(bundle, "search.pt")["size"] == (exp.experiment_dir / "search" / f"{LABEL}-0a1b2_00000"
                                                    / "checkpoint_000001" / "search.pt").stat().st_size
     assert f"checkpoint: search {LABEL}: epoch 2" in out and "bundle: " in out
+    assert "left out (not a file hinas resumes from): scratch.txt" in out and ".lock" not in out
     assert not any(b"must never travel" in p.read_bytes() for p in bundle.iterdir())
 
     # Imported elsewhere (another output_dir: a path of the machine, not of the run).

@@ -107,7 +107,8 @@ def outcome(exp_dir: Path) -> dict:
         "search": [{k: r.get(k) for k in ("trial", "status", "epochs", "stop", "best_epoch", "val_psnr", "val_ssim", "levels")}
                    for r in trials],
         "genotypes": {str(p.relative_to(exp_dir)): json.loads(p.read_text()) for p in sorted(exp_dir.glob("*/*/genotype.json"))},
-        "history": json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text()),
+        "history": [{k: h[k] for k in ("epoch", "train_loss", "val_psnr", "val_ssim", "alpha", "beta", "genotype")}
+                    for h in json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text())],
         "models": {m: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in
                        load_tensors(exp_dir / "models" / m / "model.pt")["state_dict"].items()} for m in MODELS},
         "evaluation": [{k: v for k, v in r.items() if k not in ("inference_s", "model", "examples")} for r in evaluation],
