@@ -43,7 +43,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 
 from hinas import __version__
-from hinas.datasets.fsutil import atomic_dir
 from hinas_core.models import ModelError, load_tensors
 
 from .experiment import ExperimentConfig
@@ -224,6 +223,8 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
         raise StateError(f"--out {out} exists and is not a hinas state bundle; it is left alone (give a new or empty folder)")
     if max_part_bytes < 1:
         raise StateError(f"--max-file-mib: expected a positive size, got {max_part_bytes / 2**20:g}")
+    from hinas.datasets.fsutil import atomic_dir
+
     entries, notes = _entries(exp, compact)
     files, n = [], 0
     with atomic_dir(out, overwrite=True) as tmp:  # the old bundle goes only once the new one is whole
@@ -344,6 +345,8 @@ def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -
     """Unpack ``bundle`` into ``exp``'s run folder (which must not exist unless ``overwrite``).
 
     The folder is built in a hidden sibling and renamed into place once every file checked out."""
+    from hinas.datasets.fsutil import atomic_dir
+
     bundle = Path(bundle)
     manifest = read_manifest(bundle, exp)
     target = exp.experiment_dir
