@@ -62,7 +62,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
-    code = _start_or_refuse(exp, args, "search", any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
+    exists = any((exp.experiment_dir / n).exists() for n in (*search_dirs(exp), "imported"))  # imported: a state bundle
+    code = _start_or_refuse(exp, args, "search", exists)
     if code:
         return code
     try:
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hinas.datasets import commands as data_commands
     data_commands.register(sub)
+    from . import state_commands
+    state_commands.register(sub)
     return parser
 
 

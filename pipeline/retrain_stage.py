@@ -25,6 +25,7 @@ from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
+from .state import resume_file
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -67,10 +68,10 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
     sampler = with_kill_point(training_sampler(exp.data, float(job["sigma"])), "retrain-step")
     trainer = Trainer(job["spec"], cfg, sampler, device)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            trainer.load_state_dict(load_tensors(Path(d) / CHECKPOINT_FILE, "retrain checkpoint", device))
+    # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
+    with resume_file(tune.get_checkpoint(), exp, "retrain", job["label"]) as path:
+        if path is not None:
+            trainer.load_state_dict(load_tensors(path, "retrain checkpoint", device))
     while not trainer.done:
         metrics = trainer.run()
         if trainer.done:

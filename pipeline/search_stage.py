@@ -33,6 +33,7 @@ from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
+from .state import has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
 
 CHECKPOINT_FILE = "search.pt"
@@ -63,16 +64,21 @@ def search_trainable(config: Dict[str, Any]) -> None:
     data = search_data(exp.data, sigma, search_cfg.batch_size)
     searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
                         data.evaluate, data.steps_per_epoch, device=device)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            searcher.load_state_dict(load_tensors(Path(d) / CHECKPOINT_FILE, "search checkpoint", device))
-    while not searcher.done:
-        metrics = searcher.run_epoch()
+    # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
+    with resume_file(tune.get_checkpoint(), exp, "search", trial_label(sigma, seed)) as path:
+        if path is not None:
+            searcher.load_state_dict(load_tensors(path, "search checkpoint", device))
+
+    def report(metrics):
         metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
         with tempfile.TemporaryDirectory() as d:
             torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    if searcher.done and searcher.history:  # imported after its last epoch: Tune still needs its result
+        report({k: v for k, v in searcher.history[-1].items() if k not in ("alpha", "beta", "genotype")})
+    while not searcher.done:
+        report(searcher.run_epoch())
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -174,7 +180,7 @@ def _tuners(exp: ExperimentConfig, resume: bool):
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
     names = search_dirs(exp)
-    if resume and not any((exp.experiment_dir / n).exists() for n in names):
+    if resume and not any((exp.experiment_dir / n).exists() for n in names) and not has_imported(exp, "search"):
         raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / names[0]}")
 
     def dirname(t):

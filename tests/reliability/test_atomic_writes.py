@@ -254,6 +254,7 @@ def test_a_truncated_model_file_is_trained_again_not_reused(tmp_path, make):
 NOT_TRUSTED = {
     ("pipeline/search_stage.py", "torch.save"): "into a fresh TemporaryDirectory that Ray Tune copies into the trial's checkpoint",
     ("pipeline/retrain_stage.py", "torch.save"): "into a fresh TemporaryDirectory that Ray Tune copies into the trial's checkpoint",
+    ("pipeline/state.py", "torch.save"): "a compact search checkpoint into an in-memory buffer, for the bundle",
     ("pipeline/mlflow_tracking.py", "p.write_text"): "into a fresh TemporaryDirectory, then logged to MLflow",
     ("datasets/images.py", "Image.fromarray(image).save"): "write_png: inside atomic_dir builds, and hinas denoise's output, which no run reads",
     ("datasets/camera_pipeline.py", "Image.fromarray(rgb8).save"): "JPEG round trip into an in-memory buffer",

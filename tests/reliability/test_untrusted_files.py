@@ -233,7 +233,7 @@ def test_audit_the_only_torch_load_is_weights_only_and_every_loader_uses_it():
     (_, node), = loads
     assert any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
     users = {where for where, func, _ in _calls() if func == "load_tensors"}
-    assert {"hinas_core/models.py", "pipeline/search_stage.py", "pipeline/retrain_stage.py"} <= users
+    assert {"hinas_core/models.py", "pipeline/search_stage.py", "pipeline/retrain_stage.py", "pipeline/state.py"} <= users
 
 
 def test_audit_nothing_unpickles_and_yaml_is_read_safely():

@@ -1,0 +1,160 @@
+"""A run that spans machines (issue #12): cut, export, delete, import, resume -> the same results.
+
+Real processes: ``hinas run`` of a small CPU pipeline (the quickstart cut to one sigma, three
+search epochs, two retraining jobs of six iterations), each "machine" its own local Ray, its own
+MLflow store and nothing left of the one before. The driver SIGKILLs itself at a named point
+(``HINAS_FAULT_KILL_AT``) and its whole session is killed with it, as when a job's time runs
+out; then ``hinas state export``, the run folder deleted, ``hinas state import``, and
+``hinas run --resume`` on the next one. Cut once in the search and once in retraining, the
+run must end with the genotype, models (weights), evaluation and report of an uninterrupted
+run, and the last machine's MLflow store must hold the whole search curve and no RUNNING run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "tune_configs" / "quickstart.yaml"
+NAME = "quickstart"
+TINY = ["--set", "data.sigmas=[30]", "--set", "search.max_epochs=3", "--set", "search.warmup_epochs=1",
+        "--set", "retrain.iterations=6", "--set", "retrain.report_every=2", "--set", "resources.cpu=1",
+        "--set", "evaluate.bm3d=false", "--set", "evaluate.max_images=2", "--set", "evaluate.crop=64",
+        "--set", "evaluate.examples=1"]
+MODELS = ("hinas-sigma30-seed0", "dncnn-sigma30-seed0")
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (the driver's local Ray included)."""
+    for _ in range(20):
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[0] != "Z" and int(fields[3]) == sid:
+                    pids.append(int(entry.name))
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+
+
+def machine(out: Path, tag: str, *args: str, kill_at: str = "") -> tuple:
+    """``hinas run`` on a fresh "machine": its own Ray and MLflow store; everything it started
+    dies with it. Returns (exit code, log, MLflow URI)."""
+    uri = f"sqlite:///{out}/mlflow-{tag}.db"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1", "RAY_memory_monitor_refresh_ms": "0",
+           "MLFLOW_TRACKING_URI": uri, "RAY_TMPDIR": tempfile.mkdtemp(prefix="hs", dir="/tmp")}
+    env.pop("RAY_ADDRESS", None)
+    if kill_at:
+        env["HINAS_FAULT_KILL_AT"] = kill_at
+    log_path = out / f"{tag}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", "run", str(CONFIG),
+                                 "--set", f"output_dir={out / 'runs'}", *TINY, *args],
+                                cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        code = proc.wait(timeout=600)
+    finally:
+        kill_session(proc.pid)
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    return code, log_path.read_text(), uri
+
+
+def without_timings(report: str) -> str:
+    """The report with the columns whose header names inference time removed."""
+    out, drop, in_table = [], set(), False
+    for line in report.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not in_table:
+                drop = {i for i, c in enumerate(cells) if "inference" in c}
+            in_table = True
+            line = "|".join(c for i, c in enumerate(cells) if i not in drop)
+        else:
+            in_table = False
+        out.append(line)
+    return "\n".join(out)
+
+
+def outcome(exp_dir: Path) -> dict:
+    """What a run decided and measured, without wall-clock times and paths."""
+    import torch
+
+    from hinas_core.models import load_tensors
+
+    trials = json.loads((exp_dir / "search_summary.json").read_text())["trials"]
+    evaluation = json.loads((exp_dir / "evaluation" / "summary.json").read_text())
+    return {
+        "search": [{k: r.get(k) for k in ("trial", "status", "epochs", "stop", "best_epoch", "val_psnr", "val_ssim", "levels")}
+                   for r in trials],
+        "genotypes": {str(p.relative_to(exp_dir)): json.loads(p.read_text()) for p in sorted(exp_dir.glob("*/*/genotype.json"))},
+        "history": [{k: h[k] for k in ("epoch", "train_loss", "val_psnr", "val_ssim", "alpha", "beta", "genotype")}
+                    for h in json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text())],
+        "models": {m: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in
+                       load_tensors(exp_dir / "models" / m / "model.pt")["state_dict"].items()} for m in MODELS},
+        "evaluation": [{k: v for k, v in r.items() if k not in ("inference_s", "model", "examples")} for r in evaluation],
+        "report": without_timings((exp_dir / "report.md").read_text()),
+    }
+
+
+def move(cli, out: Path, tag: str) -> str:
+    """Export the run's state, delete the run folder (and the machine's MLflow store), import."""
+    bundle = out / "bundle"
+    code, text, err = cli("state", "export", CONFIG, "--set", f"output_dir={out / 'runs'}", *TINY, "--out", bundle)
+    assert code == 0, err
+    assert all(p.stat().st_size <= 16 * 2**20 for p in bundle.iterdir())
+    shutil.rmtree(out / "runs")
+    code, _, err = cli("state", "import", CONFIG, "--set", f"output_dir={out / 'runs'}", *TINY, "--from", bundle)
+    assert code == 0, err
+    return text
+
+
+def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, tmp_path):
+    from mlflow import MlflowClient
+
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    code, log, _ = machine(ref, "reference")
+    assert code == 0, log[-4000:]
+    reference = outcome(ref / "runs" / NAME)
+
+    out = tmp_path / "moved"
+    out.mkdir()
+    code, log, _ = machine(out, "first", kill_at="search-result:1")
+    assert code == -signal.SIGKILL and "SIGKILL at search-result:1" in log, log[-3000:]
+    text = move(cli, out, "first")
+    assert "checkpoint: search sigma30-seed0: epoch 1" in text  # the search resumes mid-way
+
+    code, log, _ = machine(out, "second", "--resume", kill_at="retrain-result:1")
+    assert code == -signal.SIGKILL and "SIGKILL at retrain-result:1" in log, log[-3000:]
+    text = move(cli, out, "second")
+    assert "search-summary" in text and "checkpoint: retrain " in text  # a job that had reported
+
+    code, log, uri = machine(out, "third", "--resume")
+    assert code == 0, log[-4000:]
+    assert outcome(out / "runs" / NAME) == reference
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    search = next(r for r in runs if r.data.tags.get("hinas.stage") == "search")
+    assert sorted(m.step for m in client.get_metric_history(search.info.run_id, "val_psnr")) == [1, 2, 3]
