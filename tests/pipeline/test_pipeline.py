@@ -195,7 +195,7 @@ def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstar
     assert figures == {"figures/genotype.png", "figures/val_psnr.png", "figures/alpha_beta.png"}
     assert "genotype.json" in {a.path for a in client.list_artifacts(search.info.run_id)}
     retrain = next(r for r in children if r.data.tags["hinas.stage"] == "retrain")
-    assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model")] == ["model/model.pt"]
+    assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model/artifacts")] == ["model/artifacts/model.pt"]
     assert "report.md" in {a.path for a in client.list_artifacts(parent)}
     assert parents[0].data.params["search.patience"] == "2" and parents[0].data.tags["hinas.dataset"] == "sample"
 
