@@ -114,7 +114,7 @@ def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows:
             if history:
                 tracker.log_artifact(run_id, folder / "history.json")
                 tracker.log_figure(run_id, psnr_figure(history), "val_psnr.png")
-                tracker.log_figure(run_id, arch_figure(history, exp.space.ops), "alpha_beta.png")
+                tracker.log_figure(run_id, arch_figure(history, exp.space.ops, moves), "alpha_beta.png")
 
 
 def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs: List[Dict[str, Any]],
