@@ -144,7 +144,9 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     tracker = Tracker(uri, exp.mlflow_experiment or exp.name, artifact_location(uri, exp.output_dir))
     print(f"MLflow, live: {ui_hint(uri)}", flush=True)
     common = {DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-    tags = {STAGE: "pipeline", **common, EXPERIMENT: exp.name}
+    # No hinas.ablation tag on the parent (its params hold it): MLflow's UI shows a matching
+    # child's parent beside it, and grouping by that tag would average the parent in.
+    tags = {STAGE: "pipeline", DATASET: exp.data.dataset, EXPERIMENT: exp.name}
     with tracker.run(exp.name, f"pipeline:{exp.experiment_dir}", tags=tags, params=_params(exp)) as parent:
         tracker.close_dangling(parent)
         done = tracker.finished(parent)  # child runs an earlier, interrupted attempt completed
