@@ -71,13 +71,15 @@ def artifact_location(uri: str, output_dir) -> Optional[str]:
     return None
 
 
-def ui_hint(uri: str) -> str:
-    """The command that opens this store in MLflow's UI (absolute paths: it works from any folder)."""
+def ui_hint(uri: str, experiment_id: Optional[str] = None) -> str:
+    """How to open this store in MLflow's UI (absolute paths: it works from any folder), at the
+    experiment's runs in the model-training view (MLflow 3 opens GenAI's otherwise)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" if experiment_id else ""
     if _is_server(uri):
-        return f"open {uri} in a browser"
+        return f"open {uri.rstrip('/')}/{page}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"mlflow ui --backend-store-uri {uri}" + (f", then open http://127.0.0.1:5000/{page}" if page else "")
 
 
 def genotype_hash(genotype: Mapping[str, Any]) -> str:

@@ -142,7 +142,7 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(exp.output_dir)
     tracker = Tracker(uri, exp.mlflow_experiment or exp.name, artifact_location(uri, exp.output_dir))
-    print(f"MLflow, live: {ui_hint(uri)}", flush=True)
+    print(f"MLflow, live: {ui_hint(uri, tracker.experiment_id)}", flush=True)
     common = {DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
     # No hinas.ablation tag on the parent (its params hold it): MLflow's UI shows a matching
     # child's parent beside it, and grouping by that tag would average the parent in.

@@ -138,7 +138,10 @@ def click_text(tools: DevTools, text: str, timeout: float = 20.0) -> None:
     time.sleep(1.0)
 
 
-def screenshot(store: str, experiment: str, out: Path, search: str, group_by: str, wait_s: float) -> dict:
+def screenshot(store: str, experiment: str, out: Path, search: str, group_by: str, wait_s: float,
+               run_id: str = "") -> dict:
+    """The runs table (searched, grouped), or with ``run_id`` that run's metric charts; returns
+    the page's URL and text."""
     from mlflow import MlflowClient
 
     exp = MlflowClient(store).get_experiment_by_name(experiment)
@@ -164,12 +167,15 @@ def screenshot(store: str, experiment: str, out: Path, search: str, group_by: st
         tools = DevTools(page["webSocketDebuggerUrl"])
         # MLflow 3's UI takes its view from this parameter (default: GenAI's traces and evaluations).
         query = urllib.parse.urlencode({"workflowType": "machine_learning", "searchFilter": search})
-        tools.call("Page.navigate", url=f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?{query}")
-        tools.wait_for("document.body && document.body.innerText.includes('Run Name')", "the runs table")
+        page = f"runs/{run_id}/model-metrics" if run_id else "runs"
+        url = f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/{page}?{query}"
+        tools.call("Page.navigate", url=url)
+        tools.wait_for("document.body && document.body.innerText.includes(%s)" % json.dumps("Model metrics" if run_id else "Run Name"),
+                       "the run" if run_id else "the runs table")
         time.sleep(wait_s)
         tools.js("(b => b && b.click())(document.querySelector('button[aria-label=Close]'))")  # the assistant panel
         grouped = False
-        if group_by:
+        if group_by and not run_id:
             click_text(tools, "Group by")
             click_text(tools, group_by)
             grouped = True
@@ -179,8 +185,7 @@ def screenshot(store: str, experiment: str, out: Path, search: str, group_by: st
         png = base64.b64decode(tools.call("Page.captureScreenshot", format="png")["data"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(png)
-        return {"url": f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?{query}", "grouped": grouped,
-                "text": text}
+        return {"url": url, "grouped": grouped, "text": text}
     finally:
         for proc in (browser, server):
             if proc is not None:
@@ -196,10 +201,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--search", default=FILTER, help=f"runs search filter (default: {FILTER!r})")
     p.add_argument("--group-by", default="hinas.ablation", help="tag to group the runs by ('' for none)")
+    p.add_argument("--run-id", default="", help="show this run's metric charts instead of the runs table")
     p.add_argument("--wait", type=float, default=4.0, help="seconds to let the page settle before the screenshot")
     args = p.parse_args(argv)
     try:
-        shown = screenshot(args.store, args.experiment, args.out, args.search, args.group_by, args.wait)
+        shown = screenshot(args.store, args.experiment, args.out, args.search, args.group_by, args.wait, args.run_id)
     except RuntimeError as exc:
         print(f"mlflow_screenshot: {exc}", file=sys.stderr)
         return 1

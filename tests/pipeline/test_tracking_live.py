@@ -82,6 +82,7 @@ def test_a_trial_run_is_reopened_by_its_restart_and_no_step_is_logged_twice(tmp_
     assert tracker.client.get_experiment(tracker.experiment_id).artifact_location == (tmp_path / "mlartifacts").as_uri()
     assert tracker.client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert ui_hint("sqlite:///runs/m.db") == f"mlflow ui --backend-store-uri sqlite:///{Path('runs/m.db').resolve()}"
+    assert ui_hint("http://127.0.0.1:5000", "7") == "open http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
 
 
 def test_a_lost_tracking_server_does_not_stop_the_trial_and_gets_everything_once_back(tmp_path, monkeypatch):
