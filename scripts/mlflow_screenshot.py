@@ -139,9 +139,9 @@ def click_text(tools: DevTools, text: str, timeout: float = 20.0) -> None:
 
 
 def screenshot(store: str, experiment: str, out: Path, search: str, group_by: str, wait_s: float,
-               run_id: str = "") -> dict:
-    """The runs table (searched, grouped), or with ``run_id`` that run's metric charts; returns
-    the page's URL and text."""
+               run_id: str = "", charts: bool = False, chart_search: str = "") -> dict:
+    """The runs table (searched, grouped; with ``charts`` the runs' metric charts side by side),
+    or with ``run_id`` that run's metric charts; returns the page's URL and text."""
     from mlflow import MlflowClient
 
     exp = MlflowClient(store).get_experiment_by_name(experiment)
@@ -166,11 +166,12 @@ def screenshot(store: str, experiment: str, out: Path, search: str, group_by: st
         page = next(p for p in pages if p.get("type") == "page")
         tools = DevTools(page["webSocketDebuggerUrl"])
         # MLflow 3's UI takes its view from this parameter (default: GenAI's traces and evaluations).
-        query = urllib.parse.urlencode({"workflowType": "machine_learning", "searchFilter": search})
+        query = urllib.parse.urlencode({"workflowType": "machine_learning", "searchFilter": search,
+                                        **({"compareRunsMode": "CHART"} if charts else {})})
         page = f"runs/{run_id}/model-metrics" if run_id else "runs"
         url = f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/{page}?{query}"
         tools.call("Page.navigate", url=url)
-        tools.wait_for("document.body && document.body.innerText.includes(%s)" % json.dumps("Model metrics" if run_id else "Run Name"),
+        tools.wait_for("document.body && document.body.innerText.includes(%s)" % json.dumps("Model metrics" if run_id else "Group by"),
                        "the run" if run_id else "the runs table")
         time.sleep(wait_s)
         tools.js("(b => b && b.click())(document.querySelector('button[aria-label=Close]'))")  # the assistant panel
@@ -180,6 +181,11 @@ def screenshot(store: str, experiment: str, out: Path, search: str, group_by: st
             click_text(tools, group_by)
             grouped = True
             tools.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
+            time.sleep(wait_s)
+        if chart_search:  # typed into the charts' own search box, as a user would
+            tools.wait_for("!!document.querySelector('input[placeholder=\"Search metric charts\"]')", "the chart search box")
+            tools.js("document.querySelector('input[placeholder=\"Search metric charts\"]').focus()")
+            tools.call("Input.insertText", text=chart_search)
             time.sleep(wait_s)
         text = tools.js("document.body.innerText")
         png = base64.b64decode(tools.call("Page.captureScreenshot", format="png")["data"])
@@ -201,11 +207,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--search", default=FILTER, help=f"runs search filter (default: {FILTER!r})")
     p.add_argument("--group-by", default="hinas.ablation", help="tag to group the runs by ('' for none)")
+    p.add_argument("--charts", action="store_true", help="the runs' metric charts instead of the table")
+    p.add_argument("--chart-search", default="", help="text typed into the charts' search box")
     p.add_argument("--run-id", default="", help="show this run's metric charts instead of the runs table")
     p.add_argument("--wait", type=float, default=4.0, help="seconds to let the page settle before the screenshot")
     args = p.parse_args(argv)
     try:
-        shown = screenshot(args.store, args.experiment, args.out, args.search, args.group_by, args.wait, args.run_id)
+        shown = screenshot(args.store, args.experiment, args.out, args.search, args.group_by, args.wait, args.run_id,
+                           args.charts, args.chart_search)
     except RuntimeError as exc:
         print(f"mlflow_screenshot: {exc}", file=sys.stderr)
         return 1
