@@ -74,34 +74,65 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def arch_figure(history: Sequence[Dict[str, Any]], op_names: Sequence[str]) -> Figure:
+def edge_names(num_edges: int) -> List[str]:
+    """Names of a cell's edges in alpha's row order: node by node, input by input
+    (``n1<-h(l-1)``: node 1 from the previous cell; ``n2<-n0``: node 2 from node 0)."""
+    names, node = [], 0
+    while len(names) < num_edges:
+        names += [f"n{node}<-{src}" for src in ["h(l-2)", "h(l-1)"] + [f"n{j}" for j in range(node)]]
+        node += 1
+    return names[:num_edges]
+
+
+def move_names(moves: Sequence[Sequence[int]]) -> List[str]:
+    """Names of beta's lattice moves ``(layer, source level, k)``: ``L2 1->0`` (k 0/1/2 = down/same/up)."""
+    return [f"L{layer} {s}->{s - 1 + k}" for layer, s, k in moves]
+
+
+def _label_rows(ax, names: Sequence[str], fontsize: int = 6) -> None:
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=fontsize)
+
+
+def arch_figure(history: Sequence[Dict[str, Any]], op_names: Sequence[str],
+                moves: Optional[Sequence[Sequence[int]]] = None) -> Figure:
     """softmax(alpha) per edge at the last epoch, the strongest op's weight per edge over
-    epochs, and the raw beta logits over epochs."""
+    epochs, and the raw beta logits over epochs; rows named by edge and by lattice move
+    (``moves``: ``Lattice.moves()``, beta's order; without it, move indices)."""
     alphas = [np.asarray(h["alpha"], dtype=float) for h in history]
     last = _softmax(alphas[-1])
     if last.ndim == 3:  # untied cells: show layer 0
         last, alphas = last[0], [a[0] for a in alphas]
+    edges = edge_names(last.shape[0])
     betas = [h.get("beta") for h in history]
     has_beta = betas[-1] is not None
-    fig = Figure(figsize=(13 if has_beta else 9, 4.2))
+    fig = Figure(figsize=(14 if has_beta else 10, max(4.2, 0.16 * len(edges) + 1.5)))
     axes = fig.subplots(1, 3 if has_beta else 2)
     im = axes[0].imshow(last, aspect="auto", cmap="viridis")
     axes[0].set_xticks(range(len(op_names)))
     axes[0].set_xticklabels(op_names, rotation=45, fontsize=8)
-    axes[0].set_ylabel("edge (node by node, input by input)")
+    axes[0].set_xlabel("op")
+    _label_rows(axes[0], edges)
+    axes[0].set_ylabel("edge (node <- input)")
     axes[0].set_title(f"softmax(alpha), epoch {history[-1]['epoch']}", fontsize=10)
     fig.colorbar(im, ax=axes[0])
     epochs = [h["epoch"] for h in history]
     strongest = np.stack([_softmax(a).max(axis=-1) for a in alphas])  # (T, E)
     im = axes[1].imshow(strongest.T, aspect="auto", cmap="magma", extent=(epochs[0] - 0.5, epochs[-1] + 0.5, strongest.shape[1] - 0.5, -0.5))
     axes[1].set_xlabel("epoch")
+    _label_rows(axes[1], edges)
+    axes[1].set_ylabel("edge (node <- input)")
     axes[1].set_title("strongest op weight per edge", fontsize=10)
     fig.colorbar(im, ax=axes[1])
     if has_beta:
         b = np.asarray([x for x in betas], dtype=float)
         im = axes[2].imshow(b.T, aspect="auto", cmap="coolwarm", extent=(epochs[0] - 0.5, epochs[-1] + 0.5, b.shape[1] - 0.5, -0.5))
         axes[2].set_xlabel("epoch")
-        axes[2].set_ylabel("lattice move")
+        if moves is not None and len(moves) == b.shape[1]:
+            _label_rows(axes[2], move_names(moves))
+            axes[2].set_ylabel("lattice move (layer, level -> level)")
+        else:
+            axes[2].set_ylabel("lattice move (index)")
         axes[2].set_title("beta logits per move", fontsize=10)
         fig.colorbar(im, ax=axes[2])
     fig.tight_layout()

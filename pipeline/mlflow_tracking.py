@@ -1,14 +1,21 @@
-"""MLflow tracking for the pipeline, from the driver, through ``MlflowClient`` (no global state).
+"""MLflow tracking for the pipeline's driver, through ``MlflowClient`` (no global state).
 
 One parent run per pipeline; child runs (``mlflow.parentRunId``) per search trial, retraining
-job and evaluation, tagged with stage, dataset, sigma, ablation and a stable key so a resumed
-pipeline finds and reuses its runs instead of duplicating them. Every run is ended FINISHED,
-or FAILED / KILLED when the work in it raises: none is left RUNNING. A resumed pipeline skips
-the child runs that an earlier attempt finished, and logs into a reused run only the metric
-steps it does not hold yet, so a crash and resume leave each curve as one uninterrupted run's.
+job and evaluation, tagged with stage, model kind, dataset, sigma, ablation (and the genotype's
+hash) and a stable key so a resumed pipeline finds and reuses its runs instead of duplicating
+them. The search and retraining trials own their runs and log into them while they train
+(:mod:`.trial_run`, given :meth:`Tracker.trial_spec` in their config); the driver sequences
+the stages, runs the evaluations, and *completes* each trial's run with the stage's products
+(:meth:`Tracker.complete`: artifacts, figures, and any step a trial could not send). A
+completed run carries ``hinas.complete = true``; a resumed pipeline skips those. Every run is
+ended FINISHED, or FAILED / KILLED when the work in it raises: none is left RUNNING. Into a
+reused run only the metric steps it does not hold yet are logged, so a crash and resume leave
+each curve as one uninterrupted run's.
 
 Store: ``$MLFLOW_TRACKING_URI`` when set (e.g. an ``mlflow server``), else a SQLite file
-``OUTPUT_DIR/mlflow.db`` (MLflow 3 refuses the old ``./mlruns`` file store).
+``OUTPUT_DIR/mlflow.db`` (MLflow 3 refuses the old ``./mlruns`` file store). With a SQLite
+store the experiment's artifacts go beside it, ``OUTPUT_DIR/mlartifacts`` (absolute), not to
+``./mlruns`` of whatever folder the command ran in.
 
 A store that fails mid-run is one :class:`TrackingError` (one line, naming the URI), not a
 traceback per open run: a server that went away is reported as unreachable, later calls fail
@@ -19,6 +26,7 @@ loses nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,7 +43,13 @@ DATASET = "hinas.dataset"
 SIGMA = "hinas.sigma"
 ABLATION = "hinas.ablation"
 EXPERIMENT = "hinas.experiment"
+KIND = "hinas.kind"  # hinas, dncnn or bm3d: what the run's model is
+GENOTYPE = "hinas.genotype"  # the genotype's hash (see genotype_hash)
+COMPLETE = "hinas.complete"  # "true" once the driver has logged the run's stage products
 PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment in its model-training view, not the GenAI one, with this tag
+# (the values are the UI's ExperimentKind enum; MLflow has no Python API that sets it).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MAX_PARAM = 500  # MLflow's limit on a param value's length
 # MLflow's own defaults are 7 retries with a backoff factor of 2 and a 120 s timeout per request.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -48,6 +62,37 @@ class TrackingError(RuntimeError):
 
 def tracking_uri(output_dir) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
+
+
+def artifact_location(uri: str, output_dir) -> Optional[str]:
+    """Beside a SQLite store, ``OUTPUT_DIR/mlartifacts`` as an absolute file URI; a server keeps its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(output_dir).resolve() / "mlartifacts").as_uri()
+    return None
+
+
+def ui_hint(uri: str, experiment_id: Optional[str] = None) -> str:
+    """How to open this store in MLflow's UI (absolute paths: it works from any folder), at the
+    experiment's runs in the model-training view (MLflow 3 opens GenAI's otherwise)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" if experiment_id else ""
+    if _is_server(uri):
+        return f"open {uri.rstrip('/')}/{page}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return f"mlflow ui --backend-store-uri {uri}" + (f", then open http://127.0.0.1:5000/{page}" if page else "")
+
+
+def genotype_hash(genotype: Mapping[str, Any]) -> str:
+    """12 hex digits that name an architecture (cells, levels, widths; not its provenance)."""
+    key = {k: genotype[k] for k in ("cells", "levels", "widths")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_name(stage: str, kind: str, sigma: float, seed: Optional[int] = None, extra: str = "") -> str:
+    """A name that fits the UI's run column: ``search σ30 s0``, ``retrain dncnn σ50 s1``."""
+    parts = [stage, "" if stage == "search" else kind, f"σ{sigma:g}",
+             "" if seed is None else f"s{seed}", extra]
+    return " ".join(p for p in parts if p)
 
 
 def _is_server(uri: str) -> bool:
@@ -129,6 +174,7 @@ class _Client:
 
 class Tracker:
     def __init__(self, uri: str, experiment: str, artifact_location: Optional[str] = None):
+        """``artifact_location`` applies to a new experiment (an existing one keeps its own)."""
         check_tracking(uri)
         if _is_server(uri):
             for key, value in HTTP_DEFAULTS.items():
@@ -138,7 +184,15 @@ class Tracker:
         self._reused: Dict[str, Dict[str, set]] = {}  # run id -> metric key -> steps it holds
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=artifact_location)
+            experiment, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+        if found and not set(EXPERIMENT_KIND.items()) <= set(found.tags.items()):
+            for k, v in EXPERIMENT_KIND.items():
+                self.client.set_experiment_tag(self.experiment_id, k, v)
+
+    def trial_spec(self, parent: str, tags: Mapping[str, Any]) -> Dict[str, Any]:
+        """What a trial needs to open its own run under ``parent`` (:func:`.trial_run.open_trial_run`)."""
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent": parent,
+                "tags": {k: str(v) for k, v in tags.items()}}
 
     # ---- runs ----------------------------------------------------------------------------
     def find(self, key: str, parent: Optional[str] = None) -> Optional[str]:
@@ -171,40 +225,69 @@ class Tracker:
         run_id = self.start(name, key, parent, tags, params)
         try:
             yield run_id
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM (pipeline/signals.py)
-            if parent is None:  # the runs of trials that were stopped with it, too
-                self._end_failed(run_id, "KILLED", children=True)
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM (pipeline/signals.py): it and its trials' runs
             self._end_failed(run_id, "KILLED")
             raise
         except BaseException:
             self._end_failed(run_id, "FAILED")
             raise
+        self.client.set_tag(run_id, COMPLETE, "true")
         self.end(run_id, "FINISHED")
 
-    def _end_failed(self, run_id: str, status: str, children: bool = False) -> None:
-        """End a run (or its RUNNING ``children``) whose work raised, never masking that error:
-        with the store gone the run stays RUNNING, and the resumed pipeline closes it
+    @contextmanager
+    def complete(self, name: str, key: str, parent: str, tags=None, params=None,
+                 end_time: Optional[float] = None, failed: bool = False) -> Iterator[str]:
+        """The run a trial opened (or, if it never could, a new one), for the driver to log the
+        stage's products into; then tagged complete and, if the trial could not end it, ended
+        FINISHED (FAILED for a ``failed`` trial) at ``end_time`` (seconds, the trial's end) -
+        FAILED if this work raises."""
+        run_id = self.find(key, parent)
+        if run_id is None:
+            run_id = self.start(name, key, parent, tags, params)
+        else:
+            self._reused[run_id] = {}
+            if tags:
+                for k, v in tags.items():
+                    self.client.set_tag(run_id, k, str(v))
+        try:
+            yield run_id
+        except BaseException:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self._end_failed(run_id, "FAILED")
+            raise
+        self.client.set_tag(run_id, COMPLETE, "true")
+        status, target = self.client.get_run(run_id).info.status, "FAILED" if failed else "FINISHED"
+        if status != target and (status == "RUNNING" or not failed):
+            self.client.set_terminated(run_id, target, end_time=int(end_time * 1000) if end_time else None)
+
+    def _end_failed(self, run_id: str, status: str) -> None:
+        """End a run whose work raised, and its children still RUNNING, never masking that
+        error: with the store gone they stay RUNNING, and the resumed pipeline closes them
         (:meth:`close_dangling`)."""
         try:
-            if children:
-                self.close_dangling(run_id, status)
-            else:
-                self.end(run_id, status)
+            self.close_dangling(run_id, status)
+            self.end(run_id, status)
         except TrackingError:
             pass
 
     def close_dangling(self, parent: str, status: str = "FAILED") -> int:
-        """Mark children of ``parent`` still RUNNING (a crashed driver's) as ``status``."""
+        """Mark children of ``parent`` still RUNNING (a crashed driver's or trial's) as ``status``."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
                                        "attributes.status = 'RUNNING'")
         for r in runs:
             self.end(r.info.run_id, status)
         return len(runs)
 
+    def end_if_running(self, key: str, parent: str, status: str = "FAILED") -> None:
+        """End the run with this key if it is still RUNNING (a trial that failed for good)."""
+        run_id = self.find(key, parent)
+        if run_id is not None and self.client.get_run(run_id).info.status == "RUNNING":
+            self.end(run_id, status)
+
     def finished(self, parent: str) -> set:
-        """The keys of the children of ``parent`` that an earlier attempt finished (logged in full)."""
+        """The keys of the children of ``parent`` that an earlier attempt completed (logged in full)."""
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
-                                       "attributes.status = 'FINISHED'")
+                                       f"tags.`{COMPLETE}` = 'true'")
         return {r.data.tags.get(KEY) for r in runs}
 
     # ---- data ----------------------------------------------------------------------------
@@ -242,3 +325,35 @@ class Tracker:
 
         with tempfile.TemporaryDirectory() as d:
             self.log_artifact(run_id, save_png(fig, Path(d) / name), "figures")
+
+    # ---- models ----------------------------------------------------------------------------
+    def log_denoiser(self, run_id: str, model_file, in_channels: int = 1, register: Optional[str] = None) -> str:
+        """Log a weights-only model file as an MLflow model at ``model/`` of the run, so that
+        ``mlflow.pyfunc.load_model(uri).predict(noisy)`` denoises (:mod:`.pyfunc_denoiser`);
+        with ``register``, also as a new version of that registered model. Returns the model URI.
+
+        Saved by ``mlflow.pyfunc.save_model`` from code (nothing pickled) and uploaded with the
+        client, which keeps the run's store and needs no active run; MLflow's ``log_model``
+        does both only through its global active run.
+        """
+        import mlflow
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        example = np.random.default_rng(0).uniform(0, 1, (1, in_channels, 32, 32)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "model"
+            # Batch, height and width vary (a fully convolutional net); values in [0, 1].
+            images = Schema([TensorSpec(np.dtype(np.float32), (-1, in_channels, -1, -1))])
+            signature = ModelSignature(inputs=images, outputs=images)
+            mlflow.pyfunc.save_model(path, python_model=str(Path(__file__).with_name("pyfunc_denoiser.py")),
+                                     artifacts={"weights": str(model_file)}, signature=signature,
+                                     input_example=example, pip_requirements=["hinas", "torch", "numpy"])
+            self.client.log_artifacts(run_id, str(path), "model")
+        uri = f"runs:/{run_id}/model"
+        if register:
+            if self.client.search_registered_models(filter_string=f"name = '{register}'") == []:
+                self.client.create_registered_model(register)
+            self.client.create_model_version(register, f"{self.client.get_run(run_id).info.artifact_uri}/model", run_id)
+        return uri

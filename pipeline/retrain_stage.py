@@ -5,7 +5,8 @@ network derived from a genotype, or a baseline) that :func:`hinas_core.models.bu
 rebuilds. Each trial trains with :class:`hinas_core.retrain.Trainer`, reports every
 ``retrain.report_every`` iterations with a checkpoint, and finally writes a self-describing
 model file ``OUTPUT_DIR/NAME/models/<label>/model.pt``. A job whose model file exists for the
-same inputs (spec, retrain config, data, sigma, seed) is not redone.
+same inputs (spec, retrain config, data, sigma, seed) is not redone. Each trial owns its MLflow
+run (:mod:`.trial_run`) and logs every report into it (loss, learning rate, patches/s, memory).
 """
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from hinas_core.retrain import Trainer
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
+from .mlflow_tracking import GENOTYPE, KIND, SIGMA, STAGE, flatten, genotype_hash, run_name
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import resume_file
+from .trial_run import memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -55,6 +58,14 @@ def existing_model(exp: ExperimentConfig, job: Dict[str, Any]) -> Path | None:
     return path if meta.get("inputs_hash") == job_inputs_hash(exp, job) else None
 
 
+def run_tags(spec: Dict[str, Any], sigma: float) -> Dict[str, Any]:
+    """The tags of a retraining job's run: stage, model kind, sigma and the genotype's hash."""
+    tags = {STAGE: "retrain", KIND: spec["kind"], SIGMA: sigma}
+    if spec.get("genotype"):
+        tags[GENOTYPE] = genotype_hash(spec["genotype"])
+    return tags
+
+
 def retrain_trainable(config: Dict[str, Any]) -> None:
     """Ray Tune function trainable for one retraining job (config: experiment dict, job)."""
     from ray import tune
@@ -72,21 +83,35 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     with resume_file(tune.get_checkpoint(), exp, "retrain", job["label"]) as path:
         if path is not None:
             trainer.load_state_dict(load_tensors(path, "retrain checkpoint", device))
-    while not trainer.done:
-        metrics = trainer.run()
-        if trainer.done:
-            meta = {"label": job["label"], "sigma": job["sigma"], "seed": job["seed"], "iterations": trainer.iteration,
-                    "batch_size": cfg.batch_size, "dataset": exp.data.dataset, "params": trainer.params,
-                    "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name}
-            save_model(model_path(exp, job["label"]), job["spec"], trainer.model, meta)
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
-            tune.report({**metrics, "label": job["label"], "sigma": job["sigma"]},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+    spec = job["spec"]
+    run = open_trial_run(config, f"retrain:{job['label']}", run_name("retrain", spec["kind"], float(job["sigma"]), cfg.seed),
+                         run_tags(spec, float(job["sigma"])),
+                         flatten({"kind": spec["kind"], "width": spec.get("width"), "seed": cfg.seed, "retrain": cfg.to_dict()}))
+    try:
+        while not trainer.done:
+            metrics = trainer.run()
+            run.log({**metrics, **memory_metrics(device)}, step=metrics["iteration"])
+            if trainer.done:
+                meta = {"label": job["label"], "sigma": job["sigma"], "seed": job["seed"], "iterations": trainer.iteration,
+                        "batch_size": cfg.batch_size, "dataset": exp.data.dataset, "params": trainer.params,
+                        "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name}
+                save_model(model_path(exp, job["label"]), spec, trainer.model, meta)
+                run.finish()  # before the last report: Tune may stop the trial inside it
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
+                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"]},
+                            checkpoint=tune.Checkpoint.from_directory(d))
+    except Exception:
+        run.finish("FAILED")
+        raise
 
 
-def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False) -> List[Dict[str, Any]]:
-    """Train every job not already trained; return ``{label, model, status, ...}`` per job."""
+def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False,
+                tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
+    """Train every job not already trained; return ``{label, model, status, ...}`` per job.
+
+    ``tracking``: :meth:`.mlflow_tracking.Tracker.trial_spec`, for each trial to log into its
+    own run (None: no MLflow)."""
     from ray import tune
 
     from .search_stage import init_ray, restorable, trial_config
@@ -102,7 +127,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space={"experiment": exp.to_dict(), "job": tune.grid_search(todo)},
+                param_space={"experiment": exp.to_dict(), "job": tune.grid_search(todo), "tracking": tracking},
                 tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
@@ -112,9 +137,11 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
             )
         for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             label = trial_config(result)["job"]["label"]
+            frame = result.metrics_dataframe
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),
-                               train_seconds=(result.metrics or {}).get("time_total_s"))
+                               train_seconds=(result.metrics or {}).get("time_total_s"),
+                               end=float(frame["timestamp"].iloc[-1]) if frame is not None and len(frame) else None)
     for job in jobs:
         path = existing_model(exp, job)
         rows[job["label"]]["model"] = str(path) if path else None

@@ -2,8 +2,10 @@
 
 Each stage writes its products under ``OUTPUT_DIR/NAME/`` and a stage whose products exist for
 the same inputs is not redone, so ``hinas run CONFIG --resume`` after a crash continues where
-the pipeline stopped. Everything is logged to MLflow by :mod:`.tracking` from the driver: one
-parent run per pipeline, child runs per search trial, retraining job and evaluation.
+the pipeline stopped. MLflow holds one parent run per pipeline and child runs per search trial,
+retraining job and evaluation: the trials log into theirs while they train (:mod:`.trial_run`),
+the driver completes them with the stages' products and logs the evaluations
+(:mod:`.mlflow_tracking`).
 """
 from __future__ import annotations
 
@@ -16,20 +18,22 @@ from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import hinas_spec
 
 from .evaluate_stage import run_evaluate
-from .mlflow_tracking import ABLATION, DATASET, EXPERIMENT, SIGMA, STAGE, Tracker, tracking_uri
+from .mlflow_tracking import (ABLATION, DATASET, EXPERIMENT, GENOTYPE, KIND, SIGMA, STAGE, Tracker, artifact_location,
+                              genotype_hash, run_name, tracking_uri, ui_hint)
 from .experiment import ExperimentConfig
 from .faults import kill_point
 from .report import write_report
-from .retrain_stage import run_retrain
-from .search_stage import finished_search, read_history, run_search, search_dirs
+from .retrain_stage import run_retrain, run_tags
+from .search_stage import WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, run_search, search_dirs
 
 
-def search_or_reuse(exp: ExperimentConfig, resume: bool) -> List[Dict[str, Any]]:
+def search_or_reuse(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
     rows = finished_search(exp)  # None unless the summary and every genotype.json read back whole
     if rows is not None:
         print(f"hinas run: search results exist in {exp.experiment_dir}, reusing them", flush=True)
         return rows
-    return run_search(exp, resume=resume and any((exp.experiment_dir / n).exists() for n in search_dirs(exp)))
+    return run_search(exp, resume=resume and any((exp.experiment_dir / n).exists() for n in search_dirs(exp)),
+                      tracking=tracking)
 
 
 def derive(exp: ExperimentConfig, search_rows: List[Dict[str, Any]]) -> Dict[float, Path]:
@@ -81,61 +85,84 @@ def _params(exp: ExperimentConfig) -> Dict[str, Any]:
     return {**{sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}, "ablation": exp.ablation or "none"}
 
 
-def _log_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
+def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
+    """Complete each search trial's run with its products, and any epoch it could not send."""
     from .figures import arch_figure, genotype_figure, psnr_figure
 
+    moves = lattice_moves(exp.space)
     for r in rows:
-        if f"search:{r['trial']}" in done:
+        key = f"search:{r['trial']}"
+        if key in done:
             continue
-        tags = {STAGE: "search", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-        with tracker.run(f"search {r['trial']}", f"search:{r['trial']}", parent, tags,
-                         {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}}) as run_id:
+        tags = {STAGE: "search", KIND: "hinas", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+        name = run_name("search", "hinas", r["sigma"], r["seed"], r["trial"].split("-")[-1] if r.get("hp") else "")
+        with tracker.complete(name, key, parent, tags, {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}},
+                              end_time=r.get("end"), failed=not r.get("genotype")) as run_id:
             if not r.get("genotype"):
                 continue
             folder = Path(r["genotype"]).parent
             history = read_history(r["genotype"])
-            for h in history:
-                tracker.log_metrics(run_id, {k: h.get(k) for k in ("val_psnr", "val_ssim", "train_loss", "arch_loss",
-                                                                   "n_skip", "none_dominant_edges", "epoch_seconds")}, step=h["epoch"])
+            for h in history:  # the trial logged these live; only what it could not send is added
+                tracker.log_metrics(run_id, epoch_metrics(h, moves), step=h["epoch"])
             tracker.log_metrics(run_id, {"best_epoch": r["best_epoch"], "best_val_psnr": r.get(VAL_PSNR),
                                          "epochs": r["epochs"], "peak_memory_mb": r.get("peak_memory_mb")})
-            tracker.log_artifact(run_id, r["genotype"])
             g = Genotype.load(r["genotype"])
+            tracker.client.set_tag(run_id, GENOTYPE, genotype_hash(g.to_dict()))
+            tracker.client.set_tag(run_id, WIDTH_PATH, "-".join(map(str, g.levels)))
+            tracker.log_artifact(run_id, r["genotype"])
             tracker.log_figure(run_id, genotype_figure(g), "genotype.png")
             if history:
                 tracker.log_artifact(run_id, folder / "history.json")
                 tracker.log_figure(run_id, psnr_figure(history), "val_psnr.png")
-                tracker.log_figure(run_id, arch_figure(history, exp.space.ops), "alpha_beta.png")
+                tracker.log_figure(run_id, arch_figure(history, exp.space.ops, moves), "alpha_beta.png")
+
+
+def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs: List[Dict[str, Any]],
+                      trained: List[Dict[str, Any]], done: set) -> None:
+    """Complete each retraining job's run with its model; a job without one has its run ended FAILED."""
+    by_label = {j["label"]: j for j in jobs}
+    for t in trained:
+        key, job = f"retrain:{t['label']}", by_label[t["label"]]
+        if key in done:
+            continue
+        if not t.get("model"):  # its run is completed once a resumed pipeline has trained it
+            tracker.end_if_running(key, parent, "FAILED")
+            continue
+        tags = {**run_tags(job["spec"], t["sigma"]), DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+        with tracker.complete(run_name("retrain", t["kind"], t["sigma"], job["seed"]), key, parent, tags,
+                              {"kind": t["kind"], "width": job["spec"].get("width"), **exp.retrain.to_dict()},
+                              end_time=t.get("end")) as run_id:
+            tracker.log_metrics(run_id, {"train_seconds": t.get("train_seconds")})
+            # An MLflow model around the weights-only file; HiNAS nets also as `hinas-sigma<σ>` versions.
+            tracker.log_denoiser(run_id, t["model"], job["spec"].get("in_channels", 1),
+                                 register=f"hinas-sigma{t['sigma']:g}" if t["kind"] == "hinas" else None)
 
 
 def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(tracking_uri(exp.output_dir), exp.mlflow_experiment or exp.name)
-    tags = {STAGE: "pipeline", DATASET: exp.data.dataset, ABLATION: exp.ablation or "none", EXPERIMENT: exp.name}
+    uri = tracking_uri(exp.output_dir)
+    tracker = Tracker(uri, exp.mlflow_experiment or exp.name, artifact_location(uri, exp.output_dir))
+    print(f"MLflow, live: {ui_hint(uri, tracker.experiment_id)}", flush=True)
+    common = {DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
+    # No hinas.ablation tag on the parent (its params hold it): MLflow's UI shows a matching
+    # child's parent beside it, and grouping by that tag would average the parent in.
+    tags = {STAGE: "pipeline", DATASET: exp.data.dataset, EXPERIMENT: exp.name}
     with tracker.run(exp.name, f"pipeline:{exp.experiment_dir}", tags=tags, params=_params(exp)) as parent:
         tracker.close_dangling(parent)
         done = tracker.finished(parent)  # child runs an earlier, interrupted attempt completed
         tracker.log_json(parent, exp.to_dict(), "config.json")
-        search_rows = search_or_reuse(exp, resume)
+        search_rows = search_or_reuse(exp, resume, tracker.trial_spec(parent, common))
         kill_point("searched")
-        _log_search(tracker, parent, exp, search_rows, done)
+        _complete_search(tracker, parent, exp, search_rows, done)
         kill_point("search-logged")
         genotypes = derive(exp, search_rows)
         kill_point("derived")
         for sigma, path in genotypes.items():
             tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
         jobs = retrain_jobs(exp, genotypes)
-        trained = run_retrain(exp, jobs, resume=resume)
+        trained = run_retrain(exp, jobs, resume=resume, tracking=tracker.trial_spec(parent, common))
         kill_point("retrained")
-        specs = {j["label"]: j["spec"] for j in jobs}
-        for t in trained:
-            if not t.get("model") or f"retrain:{t['label']}" in done:
-                continue  # a job without a model gets its run once a resumed pipeline has trained it
-            tags = {STAGE: "retrain", SIGMA: t["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-            with tracker.run(f"retrain {t['label']}", f"retrain:{t['label']}", parent, tags,
-                             {"kind": t["kind"], "width": specs[t["label"]].get("width"), **exp.retrain.to_dict()}) as run_id:
-                tracker.log_metrics(run_id, {"patches_per_s": t.get("patches_per_s"), "train_seconds": t.get("train_seconds")})
-                tracker.log_artifact(run_id, t["model"], "model")
+        _complete_retrain(tracker, parent, exp, jobs, trained, done)
         failed = [t["label"] for t in trained if not t.get("model")]
         if failed:
             raise RuntimeError(f"retraining produced no model for {failed}")
@@ -145,8 +172,12 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         for r in evaluation:
             if f"evaluate:{r['label']}" in done:
                 continue
-            tags = {STAGE: "evaluate", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-            with tracker.run(f"evaluate {r['label']}", f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
+            job = next((j for j in jobs if j["label"] == r["label"]), None)  # None: BM3D
+            tags = {STAGE: "evaluate", KIND: r["kind"], SIGMA: r["sigma"], **common}
+            if job and job["spec"].get("genotype"):
+                tags[GENOTYPE] = genotype_hash(job["spec"]["genotype"])
+            name = run_name("eval", r["kind"], r["sigma"], job["seed"] if job else None)
+            with tracker.run(name, f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
                 tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
                 parquet = exp.experiment_dir / "evaluation" / f"{r['label']}.parquet"
                 if parquet.is_file():

@@ -5,6 +5,9 @@
   after every epoch calls ``tune.report(metrics, checkpoint=...)``. A checkpoint holds the
   whole search state (weights, alpha/beta, optimisers, RNGs, the early-stop counters, the
   best supernet's alpha/beta and genotype) - enough to resume and to derive.
+  Each trial owns its MLflow run (:mod:`.trial_run`) and logs every epoch into it:
+  :func:`epoch_metrics` (losses, learning rates, validation PSNR/SSIM, alpha/beta entropy,
+  patches/s, memory) and the width path of the moment as the tag ``hinas.width_path``.
 * :func:`run_search` runs all trials concurrently on the available resources (fractional
   CPUs/GPUs share a device), stops each by :class:`PSNRDecreaseStopper`, writes one
   ``genotype.json`` per trial and a summary, and resumes an interrupted experiment with
@@ -22,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List
 
+import numpy as np
 import torch
 
 from hinas_core.fsutil import atomic_file
@@ -31,15 +35,56 @@ from hinas_core.search import Searcher
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
+from .mlflow_tracking import KIND, SIGMA, STAGE, flatten, run_name
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
+from .trial_run import memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
 SUMMARY_FILE = "search_summary.json"
 HISTORY_FILE = "history.json"
+WIDTH_PATH = "hinas.width_path"
+# What a search epoch logs (from Searcher.run_epoch's metrics, also kept in history.json).
+EPOCH_KEYS = ("train_loss", "arch_loss", "w_lr", VAL_PSNR, VAL_SSIM, "n_skip", "none_dominant_edges",
+              "train_seconds", "epoch_seconds", "es_best_psnr")
+
+
+def _entropy(logits: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of softmax over the last axis."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    return -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=-1)
+
+
+def epoch_metrics(entry: Dict[str, Any], moves: List[tuple], patches: int = 0) -> Dict[str, Any]:
+    """The numbers one search epoch logs, from its history entry (``Searcher.history[i]``).
+
+    ``alpha_entropy``: mean over edges of the entropy of softmax(alpha) (ln K when undecided, 0
+    when one op has won); ``beta_entropy``: the same over each source cell's valid lattice moves
+    (``moves``: ``Lattice.moves()``, beta's order). ``patches``: weight-step patches this epoch.
+    """
+    out = {k: entry.get(k) for k in EPOCH_KEYS}
+    out["peak_memory_mb"] = entry.get("peak_memory_bytes", 0) / 2**20
+    out["alpha_entropy"] = float(_entropy(np.asarray(entry["alpha"], dtype=float)).mean())
+    if entry.get("beta") is not None and moves:
+        beta = np.asarray(entry["beta"], dtype=float)
+        groups: Dict[tuple, List[int]] = {}
+        for i, (layer, source, _) in enumerate(moves):
+            groups.setdefault((layer, source), []).append(i)
+        out["beta_entropy"] = float(np.mean([_entropy(beta[idx]) for idx in groups.values()]))
+    if patches and entry.get("train_seconds"):
+        out["patches_per_s"] = patches / entry["train_seconds"]
+    return out
+
+
+def lattice_moves(space) -> List[tuple]:
+    """beta's moves for a search space (as the Supernet builds its lattice); [] for fixed widths."""
+    from hinas_core.lattice import Lattice
+
+    return [] if space.fixed_levels else Lattice.full(space.layers, len(space.widths)).moves()
 
 
 def trial_label(sigma: float, seed: int) -> str:
@@ -68,6 +113,13 @@ def search_trainable(config: Dict[str, Any]) -> None:
     with resume_file(tune.get_checkpoint(), exp, "search", trial_label(sigma, seed)) as path:
         if path is not None:
             searcher.load_state_dict(load_tensors(path, "search checkpoint", device))
+    hp = dict(config.get("hp") or {})
+    trial_id = tune.get_context().get_trial_id() if hp else ""
+    trial = trial_label(sigma, seed) + (f"-{trial_id}" if hp else "")
+    run = open_trial_run(config, f"search:{trial}", run_name("search", "hinas", sigma, seed, trial_id),
+                         {STAGE: "search", KIND: "hinas", SIGMA: sigma},
+                         flatten({"sigma": sigma, "seed": seed, "hp": hp, "search": search_cfg.to_dict()}))
+    moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
 
     def report(metrics):
         metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
@@ -75,10 +127,21 @@ def search_trainable(config: Dict[str, Any]) -> None:
             torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    if searcher.done and searcher.history:  # imported after its last epoch: Tune still needs its result
-        report({k: v for k, v in searcher.history[-1].items() if k not in ("alpha", "beta", "genotype")})
-    while not searcher.done:
-        report(searcher.run_epoch())
+    try:
+        if searcher.done and searcher.history:  # imported after its last epoch: Tune still needs its result
+            run.finish()
+            report({k: v for k, v in searcher.history[-1].items() if k not in ("alpha", "beta", "genotype")})
+        while not searcher.done:
+            metrics = searcher.run_epoch()
+            run.log({**epoch_metrics(searcher.history[-1], moves, searcher.steps_per_epoch * search_cfg.batch_size),
+                     "a_lr": searcher.a_opt.param_groups[0]["lr"], **memory_metrics(device)}, step=metrics["epoch"])
+            run.set_tags({WIDTH_PATH: metrics["levels"]})
+            if searcher.done:  # before the last report: Tune may stop the trial inside it
+                run.finish()
+            report(metrics)
+    except Exception:
+        run.finish("FAILED")
+        raise
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -175,7 +238,7 @@ def restorable(path: Path) -> bool:
         tune_state_whole(Path(path))
 
 
-def _tuners(exp: ExperimentConfig, resume: bool):
+def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None):
     from ray import tune
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
@@ -194,25 +257,28 @@ def _tuners(exp: ExperimentConfig, resume: bool):
             continue
         if exp.optuna is None:
             param_space = {"experiment": exp.to_dict(), "sigma": tune.grid_search(list(exp.data.sigmas)),
-                           "seed": tune.grid_search(list(exp.seeds))}
+                           "seed": tune.grid_search(list(exp.seeds)), "tracking": tracking}
             tune_config = tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
                                           trial_dirname_creator=dirname)
         else:
             tune_config = tune.TuneConfig(search_alg=_optuna_searcher(exp, sigma), num_samples=exp.optuna.num_samples,
                                           max_concurrent_trials=exp.resources.max_concurrent or None,
                                           trial_dirname_creator=dirname)
-            param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0]}
+            param_space = {"experiment": exp.to_dict(), "sigma": sigma, "seed": exp.seeds[0], "tracking": tracking}
         tuners.append(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                  run_config=_run_config(exp, name)))
     return tuners
 
 
-def run_search(exp: ExperimentConfig, resume: bool = False) -> List[Dict[str, Any]]:
-    """Run (or resume) the search trials; write genotypes and the summary; return summary rows."""
+def run_search(exp: ExperimentConfig, resume: bool = False, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
+    """Run (or resume) the search trials; write genotypes and the summary; return summary rows.
+
+    ``tracking``: :meth:`.mlflow_tracking.Tracker.trial_spec`, for each trial to log into its
+    own run (None: no MLflow)."""
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
     init_ray()
     rows = []
-    for tuner in _tuners(exp, resume):
+    for tuner in _tuners(exp, resume, tracking):
         for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             rows.append(_finish_trial(exp, result))
     rows.sort(key=lambda r: (r["sigma"], r["seed"], r["trial"]))

@@ -195,9 +195,51 @@ def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstar
     assert figures == {"figures/genotype.png", "figures/val_psnr.png", "figures/alpha_beta.png"}
     assert "genotype.json" in {a.path for a in client.list_artifacts(search.info.run_id)}
     retrain = next(r for r in children if r.data.tags["hinas.stage"] == "retrain")
-    assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model")] == ["model/model.pt"]
+    assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model/artifacts")] == ["model/artifacts/model.pt"]
     assert "report.md" in {a.path for a in client.list_artifacts(parent)}
     assert parents[0].data.params["search.patience"] == "2" and parents[0].data.tags["hinas.dataset"] == "sample"
+
+
+def test_trials_log_into_their_own_runs_while_they_train(quickstart):
+    """Live: the trials' runs span their training (not a driver's after-the-fact second), hold
+    what only a trial logs (arch learning rate, entropies, the retraining loss curve), and every
+    run says what it is (kind, sigma, stage, dataset, genotype hash) in a name that fits the UI."""
+    from mlflow import MlflowClient
+
+    exp_dir, env, log = quickstart
+    assert f"mlflow ui --backend-store-uri sqlite:///{exp_dir.parent}/mlflow.db" in log
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("quickstart")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    by_key = {r.data.tags["hinas.key"]: r for r in runs}
+    search = by_key["search:sigma30-seed0"]
+    trial = json.loads((exp_dir / "search_summary.json").read_text())["trials"][0]
+    epochs = trial["epochs"]
+    # The run started before the first epoch ended and ended after the last one was reported.
+    assert search.info.start_time / 1000 <= trial["start"] + trial["epoch_seconds"]
+    assert search.info.end_time / 1000 >= trial["end"] - 1
+    assert (search.info.end_time - search.info.start_time) / 1000 >= 0.5 * trial["epoch_seconds"] * epochs
+    for key in ("a_lr", "w_lr", "alpha_entropy", "beta_entropy", "patches_per_s", "val_ssim", "train_loss"):
+        assert sorted(m.step for m in client.get_metric_history(search.info.run_id, key)) == list(range(1, epochs + 1)), key
+    assert 0 < search.data.metrics["alpha_entropy"] <= np.log(6) + 1e-6
+    assert search.data.tags["hinas.width_path"] == trial["levels"]
+    assert search.info.run_name == "search σ30 s0"
+    for kind in ("hinas", "dncnn"):
+        run = by_key[f"retrain:{kind}-sigma30-seed0"]
+        assert run.info.run_name == f"retrain {kind} σ30 s0" and run.data.tags["hinas.kind"] == kind
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss")) == [15, 30]
+        assert run.data.metrics["patches_per_s"] > 0
+    evaluations = {r.data.tags["hinas.kind"]: r for r in runs if r.data.tags["hinas.stage"] == "evaluate"}
+    assert set(evaluations) == {"hinas", "dncnn", "bm3d"}
+    genotype = search.data.tags["hinas.genotype"]
+    assert by_key["retrain:hinas-sigma30-seed0"].data.tags["hinas.genotype"] == genotype
+    assert evaluations["hinas"].data.tags["hinas.genotype"] == genotype
+    assert {r.data.tags["hinas.sigma"] for r in runs if r.data.tags["hinas.stage"] != "pipeline"} == {"30.0"}
+    assert all(len(r.info.run_name) <= 22 for r in runs if r.data.tags["hinas.stage"] != "pipeline")
+    # Artifacts beside the store, not in ./mlruns of the folder the command ran in.
+    assert exp.artifact_location == (exp_dir.parent / "mlartifacts").as_uri()
+    assert not (exp_dir.parent / "mlruns").exists()
 
 
 def test_unreachable_tracking_server_is_one_clear_error_before_any_trial(repo_root, tmp_path):

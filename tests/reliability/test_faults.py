@@ -271,8 +271,10 @@ def _state(e: Path):
 
 
 def _finished(uri: str, stage: str) -> int:
+    """Runs of ``stage`` the driver has completed (a trial ends its own run FINISHED before that)."""
     _, runs = mlflow_runs(uri)
-    return sum(r.info.status == "FINISHED" for r in runs if r.data.tags.get("hinas.stage") == stage)
+    return sum(r.info.status == "FINISHED" and r.data.tags.get("hinas.complete") == "true"
+               for r in runs if r.data.tags.get("hinas.stage") == stage)
 
 
 def _parent_status(uri: str) -> str:
@@ -407,7 +409,9 @@ def test_trial_workers_killed_mid_epoch_are_retried_from_their_checkpoints(refer
         assert _worker_kills(env["RAY_TMPDIR"], "search-step:5") == 2
         assert _worker_kills(env["RAY_TMPDIR"], "retrain-step:1") == 3 * len(MODELS)
         _, runs = mlflow_runs(env["MLFLOW_TRACKING_URI"])
-        assert {(r.data.tags["hinas.stage"], r.info.status) for r in runs} == {("pipeline", "FAILED"), ("search", "FINISHED")}
+        assert sorted((r.data.tags["hinas.stage"], r.info.status) for r in runs) == \
+            [("pipeline", "FAILED"), ("retrain", "FAILED"), ("retrain", "FAILED"), ("search", "FINISHED")]
+        retrain_ids = {r.data.tags["hinas.key"]: r.info.run_id for r in runs if r.data.tags["hinas.stage"] == "retrain"}
 
         once = tmp_path / "killed"
         once.mkdir()
@@ -431,6 +435,15 @@ def test_trial_workers_killed_mid_epoch_are_retried_from_their_checkpoints(refer
         assert continued(_reported(trial, "iteration"), 6), (m, _reported(trial, "iteration"))
     assert outcome(exp_dir) == reference
     check_mlflow(env["MLFLOW_TRACKING_URI"], reference)
+    # Each restarted trial continued its own MLflow run, logging live (``a_lr`` and the retraining
+    # loss come only from the trials): the same run ids before and after the resume, and every
+    # epoch / report once although its worker died and was restarted.
+    client, runs = mlflow_runs(env["MLFLOW_TRACKING_URI"])
+    assert {r.data.tags["hinas.key"]: r.info.run_id for r in runs if r.data.tags["hinas.stage"] == "retrain"} == retrain_ids
+    search = next(r for r in runs if r.data.tags["hinas.stage"] == "search")
+    assert sorted(m.step for m in client.get_metric_history(search.info.run_id, "a_lr")) == [1, 2, 3]
+    for run_id in retrain_ids.values():
+        assert sorted(m.step for m in client.get_metric_history(run_id, "train_loss")) == [2, 4, 6]
 
 
 # ---- 3. the MLflow tracking server goes away -----------------------------------------------------
