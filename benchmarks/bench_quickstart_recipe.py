@@ -46,10 +46,12 @@ def run(exp, variant, sigma: float, seed: int) -> dict:
             hinas_spec(Genotype.from_dict(SEARCHED), width=exp.model.width, output=output))
     cfg = replace(exp.retrain, iterations=exp.retrain.iterations * factor, seed=seed, cuda_graph=False)
     trainer = Trainer(spec, cfg, training_sampler(exp.data, sigma))
-    if output is not None:
-        end = trainer.model.end
-        end.reset_parameters() if init == "default" else (torch.nn.init.zeros_(end.weight), torch.nn.init.zeros_(end.bias))
-        trainer.opt.state.clear()
+    end = trainer.model.end if output is not None else None
+    if output == "residual" and init == "default":  # a residual network is built zero-initialised
+        end.reset_parameters()
+    elif output == "sigmoid" and init == "zero":
+        torch.nn.init.zeros_(end.weight)
+        torch.nn.init.zeros_(end.bias)
     t0 = time.perf_counter()
     while not trainer.done:
         trainer.run()
