@@ -7,7 +7,8 @@ noise that is ``noisy / 255`` **unclipped** (so values may leave [0, 1]) - and r
 shape, nominally in [0, 1]. It is called under ``torch.inference_mode()``. Scores: the output is
 scaled by 255, clipped to [0, 255] (not rounded) and compared with the uint8 clean target:
 PSNR in dB (0-255 scale) and SSIM (Wang et al. 2004, Gaussian window) per image, then averaged
-over the set.
+over the set; and the brightness offset: the mean of the (clipped) output minus the mean of the
+clean target, in grey levels (0-255), which a good denoiser keeps near 0.
 
 Protocols
 ---------
@@ -91,8 +92,9 @@ def _chw(a: np.ndarray) -> torch.Tensor:
 class EvalResult:
     """Mean scores over a set and the per-image table.
 
-    ``table`` columns: image (str), psnr (dB), ssim, protocol, sigma (NaN when not Gaussian
-    noise), seconds (denoising time of that image, tiling included), dataset.
+    ``table`` columns: image (str), psnr (dB), ssim, offset (output mean minus target mean, grey
+    levels), protocol, sigma (NaN when not Gaussian noise), seconds (denoising time of that
+    image, tiling included), dataset. ``offset`` is the mean of the per-image offsets.
     """
 
     dataset: str
@@ -101,10 +103,11 @@ class EvalResult:
     ssim: float
     seconds: float
     table: pa.Table
+    offset: float = math.nan
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "protocol": self.protocol, "psnr": self.psnr,
-                "ssim": self.ssim, "seconds": self.seconds, "images": self.table.num_rows}
+        return {"dataset": self.dataset, "protocol": self.protocol, "psnr": self.psnr, "ssim": self.ssim,
+                "offset": self.offset, "seconds": self.seconds, "images": self.table.num_rows}
 
 
 def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma: float | None = None,
@@ -136,14 +139,17 @@ def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma
                  else denoise_whole(fn, x, device))
             seconds = time.perf_counter() - t0
             est, ref = y * 255.0, _chw(pair.target)
+            offset = float(est.clamp(0, 255).double().mean() - ref.double().mean())
             rows.append({"image": pair.name, "psnr": float(psnr(est, ref)[0]), "ssim": float(ssim(est, ref)[0]),
+                         "offset": offset,
                          "protocol": protocol, "sigma": math.nan if sigma is None else float(sigma),
                          "seconds": seconds, "dataset": dataset})
     table = pa.Table.from_pylist(rows)
     if out is not None:
         save_results([table], out)
     return EvalResult(dataset, protocol, float(np.mean([r["psnr"] for r in rows])),
-                      float(np.mean([r["ssim"] for r in rows])), float(sum(r["seconds"] for r in rows)), table)
+                      float(np.mean([r["ssim"] for r in rows])), float(sum(r["seconds"] for r in rows)), table,
+                      float(np.mean([r["offset"] for r in rows])))
 
 
 def save_results(tables: Sequence[pa.Table | EvalResult], path: str | os.PathLike) -> None:

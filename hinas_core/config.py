@@ -35,7 +35,8 @@ class SpaceConfig:
         tied_cells: one genotype for every layer (CVPR) or one per layer (journal).
         activation: ``relu`` (CVPR) or ``leaky_relu`` (journal).
         output: ``sigmoid`` (CVPR: image = sigmoid(conv)), ``residual`` (journal: image =
-            input + conv) or ``linear``.
+            input + conv, the end conv zero-initialised so the network starts as the identity)
+            or ``linear``.
         width_mode: ``searched`` (beta + Viterbi), or a fixed path for Table 1's ablations:
             ``w40`` (every layer 40 channels per node) and ``wm`` (10, 20, 40, ... per node).
         in_channels: image channels (1 = grayscale).

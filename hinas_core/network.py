@@ -77,6 +77,12 @@ class Topology(nn.Module):
         last = lattice.num_layers - 1
         end_in = sum(out_channels(last, s) for s in lattice.present[last])
         self.end = nn.Conv2d(end_in, in_channels, 3, padding=1)
+        if output == "residual":
+            # The network starts as the identity (it returns its noisy input) and learns the
+            # correction from there: measured on the quickstart, 25.7 dB after 150 steps at
+            # sigma 30 against 24.3 with the default init (docs/RESULTS.md, issue #13).
+            nn.init.zeros_(self.end.weight)
+            nn.init.zeros_(self.end.bias)
 
     def forward(self, x: torch.Tensor, alphas: Optional[List[torch.Tensor]] = None,
                 transitions: Optional[torch.Tensor] = None) -> torch.Tensor:

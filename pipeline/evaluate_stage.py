@@ -1,7 +1,10 @@
 """The evaluate stage: trained models on the test set, both protocols, PSNR/SSIM, size, speed.
 
 Every model is scored on the same noisy test images (noise fixed per image by the data
-config's seed), so rows of one evaluation can be compared as ratios. Per-image results go to
+config's seed), so rows of one evaluation can be compared as ratios. Every row also carries
+the score of those noisy images themselves (``noisy_psnr`` / ``noisy_ssim``: the identity
+"denoiser", the floor a model must clear) and the brightness offset of its outputs
+(``offset_<protocol>``: output mean minus clean mean, grey levels). Per-image results go to
 ``evaluation/<label>.parquet``; the summary rows are returned and written as JSON.
 """
 from __future__ import annotations
@@ -28,20 +31,33 @@ def _device(exp: ExperimentConfig) -> torch.device:
     return torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
 
 
-def inference_seconds(model, pairs, device, repeats: int = 1) -> float:
-    """Wall time to denoise every test image whole (after one warm-up image), synchronised."""
+def inference_seconds(model, pairs, device, repeats: int = 3, enough_s: float = 2.0) -> float:
+    """Wall time to denoise every test image whole, synchronised: the median of up to
+    ``repeats`` timed passes (fewer once ``enough_s`` seconds are spent, so a long test set is
+    timed once), after a warm-up call on one image of each distinct size: a first call of a
+    shape pays for allocations and kernel selection, which is not inference."""
     xs = [torch.from_numpy(np.array(p.input, dtype=np.float32))[None, None] / 255 for p in pairs]
+    times = []
     with torch.inference_mode():
-        model(xs[0].to(device))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
+        for x in {tuple(x.shape): x for x in xs}.values():
+            model(x.to(device))
+        while len(times) < repeats and sum(times) < enough_s:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
             for x in xs:
                 model(x.to(device))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def noisy_scores(exp: ExperimentConfig, sigma: float) -> Dict[str, float]:
+    """PSNR / SSIM of the noisy test images themselves (what every model of ``sigma`` is given)."""
+    pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
+    r = evaluate(lambda x: x, pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset)
+    return {"noisy_psnr": r.psnr, "noisy_ssim": r.ssim}
 
 
 def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label: str,
@@ -61,29 +77,35 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
     for protocol in exp.evaluate.protocols:
         r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset)
         results.append(r)
-        row[f"psnr_{protocol}"], row[f"ssim_{protocol}"] = r.psnr, r.ssim
+        row[f"psnr_{protocol}"], row[f"ssim_{protocol}"], row[f"offset_{protocol}"] = r.psnr, r.ssim, r.offset
     row["inference_s"] = inference_seconds(model, pairs, device)
     row["iterations"] = meta.get("iterations")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results(results, out_dir / f"{label}.parquet")
         if exp.evaluate.examples:
-            row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png"))
+            row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png",
+                                                label, sigma))
     return row
 
 
-def save_examples(denoise, pairs, path: Path) -> Path:
-    """A noisy / denoised / clean picture of the first test images (whole-image protocol)."""
+def save_examples(denoise, pairs, path: Path, label: str = "", sigma: Optional[float] = None) -> Path:
+    """A noisy / denoised / clean picture of the first test images (whole-image protocol),
+    each panel titled with its PSNR, the denoised one also with the model and sigma."""
     from hinas.datasets import denoise_whole
+    from hinas_core.metrics import psnr
 
     from .figures import examples_figure, save_png
 
-    triples = []
+    triples, titles = [], []
     for pair in pairs:
         x = torch.from_numpy(np.array(pair.input, dtype=np.float32))[None] / 255
         y = denoise_whole(denoise, x)[0].numpy() * 255
+        ref = torch.from_numpy(np.array(pair.target, dtype=np.float32))
+        db = [float(psnr(torch.from_numpy(np.array(a, dtype=np.float32)), ref)[0]) for a in (pair.input, y)]
         triples.append((np.asarray(pair.input), y, np.asarray(pair.target)))
-    return save_png(examples_figure(triples, [p.name for p in pairs]), path)
+        titles.append({"name": pair.name, "model": label, "sigma": sigma, "psnr_noisy": db[0], "psnr": db[1]})
+    return save_png(examples_figure(triples, titles), path)
 
 
 def bm3d_denoiser(sigma: float):
@@ -106,7 +128,7 @@ def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] =
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results([r], out_dir / f"{label}.parquet")
     return {"label": label, "kind": "bm3d", "sigma": sigma, "params": 0, "images": len(pairs),
-            "dataset": exp.data.dataset, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim,
+            "dataset": exp.data.dataset, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim, "offset_whole": r.offset,
             "inference_s": r.seconds, "iterations": None}
 
 
@@ -120,6 +142,9 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Di
             kill_point("evaluate-model")
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         rows += [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
+    noisy = {s: noisy_scores(exp, s) for s in sorted({float(r["sigma"]) for r in rows})}
+    for r in rows:
+        r.update(noisy[float(r["sigma"])])
     with atomic_file(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2, default=str))
     return rows

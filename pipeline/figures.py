@@ -160,13 +160,27 @@ def psnr_figure(history: Sequence[Dict[str, Any]]) -> Figure:
     return fig
 
 
-def examples_figure(triples: List[tuple], titles: Optional[List[str]] = None) -> Figure:
-    """Rows of (noisy, denoised, clean) gray images on the 0-255 scale."""
+def _example_titles(title) -> tuple:
+    """Titles of one (noisy, denoised, clean) row; ``title`` is a name or a dict with
+    ``name``, ``model``, ``sigma``, ``psnr_noisy`` and ``psnr`` (dB against the clean image)."""
+    if not isinstance(title, dict):
+        return "noisy", "denoised" if title is None else f"denoised - {title}", "clean"
+    sigma = title.get("sigma")
+    noise = "" if sigma is None else f" (sigma {sigma:g})"
+    model = title.get("model") or "denoised"
+    return (f"noisy{noise}: {title['psnr_noisy']:.2f} dB", f"{model}: {title['psnr']:.2f} dB",
+            f"clean - {title['name']}")
+
+
+def examples_figure(triples: List[tuple], titles: Optional[List[Any]] = None) -> Figure:
+    """Rows of (noisy, denoised, clean) gray images on the 0-255 scale, titled by
+    :func:`_example_titles` (a name per row, or a dict with the model, sigma and PSNRs)."""
     fig = Figure(figsize=(9, 3 * len(triples)))
     axes = fig.subplots(len(triples), 3, squeeze=False)
     for r, images in enumerate(triples):
-        for c, (img, name) in enumerate(zip(images, ("noisy", "denoised", "clean"))):
+        names = _example_titles(titles[r] if titles else None)
+        for c, (img, name) in enumerate(zip(images, names)):
             axes[r, c].imshow(np.clip(np.asarray(img, dtype=float), 0, 255), cmap="gray", vmin=0, vmax=255)
-            axes[r, c].set_title(name if not titles else f"{name} - {titles[r]}" if c == 1 else name, fontsize=9)
+            axes[r, c].set_title(name, fontsize=9)
             axes[r, c].axis("off")
     return fig

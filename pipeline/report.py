@@ -22,22 +22,60 @@ def _fmt(v, digits):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _score(r: Dict[str, Any]) -> float:
+    """The PSNR a verdict compares: whole-image (every method has it), else the patch protocol."""
+    v = r.get("psnr_whole", r.get("psnr_patch"))
+    return math.nan if v is None else float(v)
+
+
+def verdict(rows: List[Dict[str, Any]]) -> str:
+    """One line for one sigma's rows: the best method, its margin over the next and over the noisy input."""
+    ranked = sorted((r for r in rows if not math.isnan(_score(r))), key=_score, reverse=True)
+    if not ranked:
+        return "no scores"
+    best = ranked[0]
+    text = f"best is **{best['label']}** ({_score(best):.2f} dB)"
+    if len(ranked) > 1:
+        text += f", {_score(best) - _score(ranked[1]):+.2f} dB over {ranked[1]['label']} ({_score(ranked[1]):.2f} dB)"
+    if best.get("noisy_psnr") is not None:
+        text += f"; {_score(best) - best['noisy_psnr']:+.2f} dB over the noisy input"
+    hinas = [r for r in ranked if r.get("kind") == "hinas"]
+    if hinas and hinas[0] is not best and hinas[0].get("noisy_psnr") is not None:
+        h = hinas[0]
+        text += f"; HiNAS {_score(h) - h['noisy_psnr']:+.2f} dB over the noisy input"
+    return text
+
+
 def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> str:
     protocols = list(exp.evaluate.protocols)
-    head = ["model", "sigma", "params"] + [f"{m} ({p})" for p in protocols for m in ("PSNR", "SSIM")] + ["inference s", "images"]
-    lines = [f"# hinas report: {exp.name}", "",
-             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images.", "",
-             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in sorted(evaluation, key=lambda r: (r["sigma"], r["label"])):
-        cells = [r["label"], f"{r['sigma']:g}", f"{r['params'] / 1e6:.3f} M" if r["params"] else "-"]
-        for p in protocols:
-            cells += [_fmt(r.get(f"psnr_{p}"), 2), _fmt(r.get(f"ssim_{p}"), 4)]
-        cells += [_fmt(r.get("inference_s"), 3), str(r.get("images"))]
-        lines.append("| " + " | ".join(cells) + " |")
-    by_sigma: Dict[float, Dict[str, Dict[str, Any]]] = {}
+    head = (["model", "sigma", "params"] + [f"{m} ({p})" for p in protocols for m in ("PSNR", "SSIM")]
+            + ["offset", "inference s", "images"])
+    by_sigma: Dict[float, List[Dict[str, Any]]] = {}
     for r in evaluation:
-        by_sigma.setdefault(r["sigma"], {})[r["kind"]] = r
-    ratios = [(s, d["hinas"], d["dncnn"], d.get("bm3d")) for s, d in sorted(by_sigma.items()) if "hinas" in d and "dncnn" in d]
+        by_sigma.setdefault(r["sigma"], []).append(r)
+    lines = [f"# hinas report: {exp.name}", "",
+             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images.",
+             "", "Verdict (whole-image PSNR):", ""]
+    lines += [f"- sigma {s:g}: {verdict(rows)}" for s, rows in sorted(by_sigma.items())]
+    lines += ["", "\"noisy input\" scores the noisy test images themselves: a denoiser must beat it. \"offset\" is the "
+              "mean of the output minus the mean of the clean image (grey levels, whole-image protocol where scored): "
+              "a brightness bias. Inference: seconds to denoise every test image whole, warm-up excluded.", "",
+              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for s, rows in sorted(by_sigma.items()):
+        noisy = next((r for r in rows if r.get("noisy_psnr") is not None), None)
+        if noisy is not None:
+            cells = ["noisy input", f"{s:g}", "-"] + [c for _ in protocols for c in (_fmt(noisy["noisy_psnr"], 2),
+                                                                                     _fmt(noisy.get("noisy_ssim"), 4))]
+            lines.append("| " + " | ".join(cells + ["-", "-", str(noisy.get("images"))]) + " |")
+        for r in sorted(rows, key=lambda r: r["label"]):
+            cells = [r["label"], f"{r['sigma']:g}", f"{r['params'] / 1e6:.3f} M" if r["params"] else "-"]
+            for p in protocols:
+                cells += [_fmt(r.get(f"psnr_{p}"), 2), _fmt(r.get(f"ssim_{p}"), 4)]
+            offset = r.get("offset_whole", r.get(f"offset_{protocols[0]}") if protocols else None)
+            cells += [_fmt(offset, 2) if offset is None or math.isnan(offset) else f"{offset:+.2f}", _fmt(r.get("inference_s"), 3), str(r.get("images"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    kinds = {s: {r["kind"]: r for r in rows} for s, rows in by_sigma.items()}
+    ratios = [(s, d["hinas"], d["dncnn"], d.get("bm3d")) for s, d in sorted(kinds.items()) if "hinas" in d and "dncnn" in d]
     if ratios:
         lines += ["", "Same-run comparison with the baselines (same data and noisy images; DnCNN on the same "
                   "training budget; whole-image protocol):", "",

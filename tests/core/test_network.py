@@ -111,6 +111,17 @@ def test_journal_switches():
     assert net(x).shape == x.shape
 
 
+def test_a_residual_network_starts_as_the_identity_and_learns_from_there():
+    x = torch.rand(2, 1, 16, 16) + 0.1 * torch.randn(2, 1, 16, 16)
+    for net in (Supernet(SpaceConfig(**TINY, output="residual")),
+                build_network(Genotype.load("example_denoise"), width=4, output="residual")):
+        assert torch.equal(net(x), x)  # the end conv is zero: a noisy input comes back as it is
+        net(x).sub(x.clamp(0, 1)).pow(2).mean().backward()
+        assert net.end.weight.grad.abs().sum() > 0  # and it still gets a gradient
+    sigmoid = build_network(Genotype.load("example_denoise"), width=4)  # the paper's: default init
+    assert sigmoid.end.weight.abs().sum() > 0
+
+
 def test_no_device_is_hard_coded():
     net = Supernet(SpaceConfig(**TINY)).to(torch.float64)
     x = torch.rand(1, 1, 12, 12, dtype=torch.float64)

@@ -100,3 +100,14 @@ def test_bad_calls_are_refused():
         evaluate(lambda b: b, pairs, protocol="tiles")
     with pytest.raises(DatasetError, match="empty"):
         evaluate(lambda b: b, PairSet("none", ()))
+
+
+def test_the_brightness_offset_is_the_output_mean_minus_the_clean_mean():
+    clean = np.full((32, 40), 100, np.uint8)
+    clean[:, :20] = 60
+    pairs = PairSet("flat", (Pair("a", clean.astype(np.float32), clean), Pair("b", clean.astype(np.float32) + 50, clean)))
+    brighter = evaluate(lambda b: b + 4 / 255, pairs, protocol="whole")
+    assert brighter.offset == pytest.approx(29.0, abs=1e-3)  # (4 + 54) / 2: the mean over images
+    assert brighter.table.column("offset").to_pylist() == pytest.approx([4.0, 54.0], abs=1e-3)
+    assert brighter.to_dict()["offset"] == brighter.offset
+    assert evaluate(lambda b: b * 0 + 2.0, pairs, protocol="patch").offset == pytest.approx(255 - 80, abs=1e-3)  # clipped

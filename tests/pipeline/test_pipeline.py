@@ -56,6 +56,8 @@ def test_run_produces_models_evaluation_and_report(quickstart):
     report = (exp_dir / "report.md").read_text()
     assert "hinas-sigma30-seed0" in report and "bm3d-sigma30" in report and "PSNR gain vs DnCNN" in report
     assert "Not comparable" in report
+    assert "| noisy input | 30 |" in report and "- sigma 30: best is **bm3d-sigma30**" in report
+    assert len({r["noisy_psnr"] for r in rows}) == 1  # every row scored on the same noisy images
     assert (exp_dir / "derived" / "sigma30" / "genotype.json").is_file()
 
 
