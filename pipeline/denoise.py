@@ -118,20 +118,23 @@ def _to_photo(im, path: Path) -> Photo:
 
 
 def write_photo(path, photo: Photo) -> None:
-    """Write ``photo`` as PNG: same channels, same bit depth, alpha as it came in."""
+    """Write ``photo`` as PNG, atomically: same channels, same bit depth, alpha as it came in."""
     from PIL import Image
+
+    from hinas_core.fsutil import atomic_file
 
     scale = 65535 if photo.bits == 16 else 255
     q = np.clip(np.round(photo.pixels * scale), 0, scale)
     if photo.bits == 16:
         if photo.pixels.ndim != 2 or photo.alpha is not None:
             raise PhotoError("only 16-bit grey images without alpha are written at 16 bits")
-        Image.fromarray(q.astype(np.uint16)).save(path, format="PNG")
-        return
-    q = q.astype(np.uint8)
-    if photo.alpha is not None:
-        q = np.dstack([q, photo.alpha])
-    Image.fromarray(q).save(path, format="PNG")
+        q = q.astype(np.uint16)
+    else:
+        q = q.astype(np.uint8)
+        if photo.alpha is not None:
+            q = np.dstack([q, photo.alpha])
+    with atomic_file(path) as tmp:
+        Image.fromarray(q).save(tmp, format="PNG")
 
 
 def tiled(net: Callable, x, tile: int = TILE, overlap: int = OVERLAP):
@@ -306,11 +309,7 @@ def denoise_file(src, dst, sigma=None, model: Optional[str] = None, say: Callabl
         photo.pixels = denoise_rgb(lambda c: denoise_gray(net, c), photo.pixels)
     else:
         photo.pixels = denoise_gray(net, photo.pixels)
-    from hinas_core.fsutil import atomic_file
-
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(dst) as tmp:
-        write_photo(tmp, photo)
+    write_photo(dst, photo)
     kind = "colour" if photo.pixels.ndim == 3 else "grey"
     bits = f", {photo.bits}-bit" if photo.bits != 8 else ""
     alpha = ", alpha kept" if photo.alpha is not None else ""

@@ -352,9 +352,12 @@ def test_driver_killed_at_random_moments_resumes_to_the_reference(reference, tmp
     def retrained():
         return _state(exp_dir)["models"] == len(MODELS)
 
+    def last_search_epoch():  # the search's final checkpoint (3 epochs): its summary follows at once
+        return any(p.name >= "checkpoint_000002" for p in _ckpts(exp_dir / "search")) or searched()
+
     # (after what, watched from the driver's start; random delay; at the latest when)
     moments = [("its start", lambda: lambda: True, rng.uniform(5, 30), lambda: bool(_ckpts(exp_dir / "search"))),
-               ("a new search checkpoint", lambda: _new_checkpoint(exp_dir / "search"), rng.uniform(0, 3), searched),
+               ("a new search checkpoint", lambda: _new_checkpoint(exp_dir / "search"), rng.uniform(0, 3), last_search_epoch),
                ("the search summary", lambda: searched, rng.uniform(0, 4), lambda: bool(_ckpts(exp_dir / "retrain"))),
                ("a new retraining checkpoint", lambda: _new_checkpoint(exp_dir / "retrain"), rng.uniform(0, 1.5), retrained)]
     try:
