@@ -23,7 +23,7 @@ Evaluation
 CLI hooks
     ``commands.register(subparsers)`` adds ``hinas data ...``
 """
-import importlib
+from hinas_core.lazy import lazy_exports
 
 # The names below load on first use (PEP 562), so that light users of the package - the CLI's
 # `hinas --help`, `hinas data verify` - do not pay for torch.
@@ -43,7 +43,6 @@ _MODULES = {
     ".sim_noise": ("SimNoiseParams", "simulate_camera_noise"),
     ".splits": ("SearchSplit", "search_split"),
 }
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "BSD500_SPLITS", "CacheError", "DatasetError", "EvalResult", "ImageSet", "Pair", "PairPatchSampler",
@@ -55,14 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -4,7 +4,7 @@ No Ray, MLflow or Optuna here: those live in ``hinas.pipeline``. The names below
 use (PEP 562), so that importing a light submodule (``hinas_core.fsutil``, ``hinas_core.config``)
 does not import torch - ``hinas --help`` stays fast.
 """
-import importlib
+from .lazy import lazy_exports
 
 _MODULES = {
     ".cells": ("Cell", "MixedOp", "derived_cell", "mixed_cell"),
@@ -15,7 +15,6 @@ _MODULES = {
     ".network": ("Supernet", "Topology", "build_network", "count_parameters"),
     ".ops": ("OPS",),
 }
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "OPS", "Cell", "MixedOp", "mixed_cell", "derived_cell", "Lattice", "Topology", "Supernet",
@@ -24,14 +23,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
