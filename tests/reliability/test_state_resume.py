@@ -79,40 +79,19 @@ def machine(out: Path, tag: str, *args: str, kill_at: str = "") -> tuple:
     return code, log_path.read_text(), uri
 
 
-def without_timings(report: str) -> str:
-    """The report with the columns whose header names inference time removed."""
-    out, drop, in_table = [], set(), False
-    for line in report.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not in_table:
-                drop = {i for i, c in enumerate(cells) if "inference" in c}
-            in_table = True
-            line = "|".join(c for i, c in enumerate(cells) if i not in drop)
-        else:
-            in_table = False
-        out.append(line)
-    return "\n".join(out)
-
-
-def outcome(exp_dir: Path) -> dict:
-    """What a run decided and measured, without wall-clock times and paths."""
+def outcome(faults, exp_dir: Path) -> dict:
+    """What a run decided and measured (test_faults' ``outcome``), plus its search history and
+    the trained weights."""
     import torch
 
     from hinas_core.models import load_tensors
 
-    trials = json.loads((exp_dir / "search_summary.json").read_text())["trials"]
-    evaluation = json.loads((exp_dir / "evaluation" / "summary.json").read_text())
     return {
-        "search": [{k: r.get(k) for k in ("trial", "status", "epochs", "stop", "best_epoch", "val_psnr", "val_ssim", "levels")}
-                   for r in trials],
-        "genotypes": {str(p.relative_to(exp_dir)): json.loads(p.read_text()) for p in sorted(exp_dir.glob("*/*/genotype.json"))},
+        **faults.outcome(exp_dir),
         "history": [{k: h[k] for k in ("epoch", "train_loss", "val_psnr", "val_ssim", "alpha", "beta", "genotype")}
                     for h in json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text())],
         "models": {m: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in
                        load_tensors(exp_dir / "models" / m / "model.pt")["state_dict"].items()} for m in MODELS},
-        "evaluation": [{k: v for k, v in r.items() if k not in ("inference_s", "model", "examples")} for r in evaluation],
-        "report": without_timings((exp_dir / "report.md").read_text()),
     }
 
 
@@ -128,14 +107,16 @@ def move(cli, out: Path, tag: str) -> str:
     return text
 
 
-def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, tmp_path):
+def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, make, tmp_path):
     from mlflow import MlflowClient
+
+    faults = make.sibling("test_faults")  # its outcome(): what a run decided, without timings
 
     ref = tmp_path / "reference"
     ref.mkdir()
     code, log, _ = machine(ref, "reference")
     assert code == 0, log[-4000:]
-    reference = outcome(ref / "runs" / NAME)
+    reference = outcome(faults, ref / "runs" / NAME)
 
     out = tmp_path / "moved"
     out.mkdir()
@@ -151,7 +132,7 @@ def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, t
 
     code, log, uri = machine(out, "third", "--resume")
     assert code == 0, log[-4000:]
-    assert outcome(out / "runs" / NAME) == reference
+    assert outcome(faults, out / "runs" / NAME) == reference
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
