@@ -1,4 +1,9 @@
-"""From a :class:`DataConfig` to what the search loop consumes: samplers and a validator."""
+"""From a :class:`DataConfig` to what the search loop consumes: samplers and a validator.
+
+``data.channels`` decides whether images are read grey (BT.601 luma) or RGB, ``data.augment``
+the training patches' augmentation and ``data.metric`` what validation and test scores are
+computed on; every function here follows them.
+"""
 from __future__ import annotations
 
 import math
@@ -14,11 +19,17 @@ from hinas.datasets.paths import bsds500_root
 from .experiment import PAIR_DATASETS, DataConfig
 
 
+def gray(cfg: DataConfig) -> bool:
+    """Whether images are read as grey (``data.channels: 1``) rather than RGB."""
+    return cfg.channels == 1
+
+
 def stored_pairs(cfg: DataConfig, split: str) -> PairSet:
-    """A stored-pair dataset's split, grayscale, limited to ``max_images`` for training."""
+    """A stored-pair dataset's split, grey or RGB (``data.channels``), limited to ``max_images``
+    for training."""
     if not cfg.root:
         raise ValueError(f"data.root: the {cfg.dataset} dataset needs the folder it was built or unpacked in")
-    pairs = (load_sim if cfg.dataset == "sim" else load_rain800)(cfg.root, split, gray=True)
+    pairs = (load_sim if cfg.dataset == "sim" else load_rain800)(cfg.root, split, gray=gray(cfg))
     if split == "train" and cfg.max_images:
         pairs = PairSet(pairs.name, pairs.pairs[: cfg.max_images])
     return pairs
@@ -34,7 +45,7 @@ def crop_pairs(pairs: PairSet, size: int) -> PairSet:
 
 
 def training_images(cfg: DataConfig) -> ImageSet:
-    images = load_bsd500("train", cfg.root) if cfg.dataset == "bsd500" else sample_set("train")
+    images = load_bsd500("train", cfg.root, gray=gray(cfg)) if cfg.dataset == "bsd500" else sample_set("train")
     if cfg.max_images:
         images = images.subset(range(min(cfg.max_images, len(images))), images.name)
     return images
@@ -71,12 +82,12 @@ def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
     val_pairs = noisy_pairs(v, sigma, seed=cfg.noise_seed, clip=cfg.clip)
 
     def validate(denoise):
-        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, sigma=sigma, patch=cfg.eval_patch)
+        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, sigma=sigma, patch=cfg.eval_patch, metric=cfg.metric)
         return {"psnr": r.psnr, "ssim": r.ssim}
 
     return SearchData(
-        train_w=PatchSampler(w, sigma, cfg.patch_size, clip=cfg.clip),
-        train_a=PatchSampler(a, sigma, cfg.patch_size, clip=cfg.clip),
+        train_w=PatchSampler(w, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
+        train_a=PatchSampler(a, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
         evaluate=validate,
         steps_per_epoch=max(1, math.ceil(len(w) / batch_size)),
         sizes={"train_w": len(w), "train_a": len(a), "val": len(v)},
@@ -90,10 +101,10 @@ def _pair_search_data(cfg: DataConfig, batch_size: int) -> SearchData:
     val_pairs = crop_pairs(v, cfg.val_crop) if cfg.val_crop else v
 
     def validate(denoise):
-        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, patch=cfg.eval_patch)
+        r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, patch=cfg.eval_patch, metric=cfg.metric)
         return {"psnr": r.psnr, "ssim": r.ssim}
 
-    return SearchData(PairPatchSampler(w, cfg.patch_size), PairPatchSampler(a, cfg.patch_size), validate,
+    return SearchData(PairPatchSampler(w, cfg.patch_size, cfg.augment), PairPatchSampler(a, cfg.patch_size, cfg.augment), validate,
                       max(1, math.ceil(len(w) / batch_size)), {"train_w": len(w), "train_a": len(a), "val": len(v)})
 
 
@@ -105,7 +116,7 @@ def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0
         if max_images:
             pairs = PairSet(pairs.name, pairs.pairs[:max_images])
         return crop_pairs(pairs, crop) if crop else pairs
-    images = load_bsd500("test", cfg.root) if cfg.dataset == "bsd500" else sample_set("test")
+    images = load_bsd500("test", cfg.root, gray=gray(cfg)) if cfg.dataset == "bsd500" else sample_set("test")
     if max_images:
         images = images.subset(range(min(max_images, len(images))), images.name)
     if crop:
@@ -116,8 +127,8 @@ def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0
 def training_sampler(cfg: DataConfig, sigma: float) -> PatchSampler:
     """Retraining patches: every training image (no search split), fresh noise per sample."""
     if cfg.dataset in PAIR_DATASETS:
-        return PairPatchSampler(stored_pairs(cfg, "train"), cfg.patch_size)
-    return PatchSampler(training_images(cfg), sigma, cfg.patch_size, clip=cfg.clip)
+        return PairPatchSampler(stored_pairs(cfg, "train"), cfg.patch_size, cfg.augment)
+    return PatchSampler(training_images(cfg), sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip)
 
 
 def check_data(cfg: DataConfig, splits: Sequence[str] = ("train", "test")) -> None:

@@ -24,6 +24,9 @@ from .overrides import OverrideError, apply_overrides
 DATASETS = ("bsd500", "sample", "sim", "rain800")
 PAIR_DATASETS = ("sim", "rain800")  # stored (degraded, clean) pairs: no sigma
 VAL_PROTOCOLS = ("patch", "whole")
+CHANNELS = (1, 3)
+AUGMENTS = ("d8", "hflip", "none")  # see hinas.datasets.patches.AUGMENTS
+METRICS = ("image", "y")  # see hinas.datasets.evaluation.METRICS
 
 
 class _SafeUniqueLoader(yaml.SafeLoader):
@@ -83,8 +86,8 @@ class DataConfig:
         dataset: ``bsd500`` (root from ``root`` or ``$HINAS_BSDS500_ROOT``), ``sample``
             (scikit-image's bundled photographs, offline), or stored pairs: ``sim`` (a SIM-style
             set built by ``hinas data make-sim``) and ``rain800`` (Rain800 in either layout, or
-            the stand-in built by ``hinas data make-rain-standin``), both read from ``root`` as
-            grayscale. For stored pairs ``sigmas`` is ignored: one trial per seed, labelled sigma 0.
+            the stand-in built by ``hinas data make-rain-standin``), both read from ``root``.
+            For stored pairs ``sigmas`` is ignored: one trial per seed, labelled sigma 0.
         root: the dataset root (made absolute before any trial starts).
         sigmas: Gaussian noise levels on the 0-255 scale; one search trial per sigma and seed.
         patch_size: training crop size (paper: 64).
@@ -97,6 +100,14 @@ class DataConfig:
         max_images: use only the first N training images (0 = all); for tiny runs.
         val_crop: score validation on the central ``val_crop`` x ``val_crop`` region of each
             image (0 = whole images, the paper's); for tiny CPU runs.
+        channels: 1 (images read as BT.601 grey, the default) or 3 (RGB end to end: data,
+            networks with ``in_channels`` = 3, evaluation). Sets ``space.in_channels``.
+        augment: training-patch augmentation: ``d8`` (the 8 rotations/flips, paper Sec. 3.1,
+            denoising), ``hflip`` (horizontal flip only: rotating rain changes its direction,
+            paper Sec. 3.4) or ``none``.
+        metric: what PSNR/SSIM are computed on: ``image`` (the image as it is, grey or every RGB
+            channel) or ``y`` (the Y channel of YCbCr of an RGB image, as de-raining papers
+            score; needs ``channels: 3``).
     """
 
     dataset: str = "bsd500"
@@ -111,6 +122,9 @@ class DataConfig:
     clip: bool = False
     max_images: int = 0
     val_crop: int = 0
+    channels: int = 1
+    augment: str = "d8"
+    metric: str = "image"
 
     def __post_init__(self):
         s = "data"
@@ -140,6 +154,17 @@ class DataConfig:
             raise ConfigError(f"{s}.val_protocol: {self.val_protocol!r} is not one of {list(VAL_PROTOCOLS)}")
         if not isinstance(self.clip, bool):
             raise ConfigError(f"{s}.clip: expected true or false, got {self.clip!r}")
+        if isinstance(self.channels, bool) or self.channels not in CHANNELS:
+            raise ConfigError(f"{s}.channels: expected 1 (grey) or 3 (RGB), got {self.channels!r}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"{s}.augment: {self.augment!r} is not one of {list(AUGMENTS)}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"{s}.metric: {self.metric!r} is not one of {list(METRICS)}")
+        if self.channels == 3 and self.dataset == "sample":
+            raise ConfigError(f"{s}.channels: the sample set is grey only; use 1, or a dataset read in colour "
+                              "(bsd500, sim, rain800)")
+        if self.metric == "y" and self.channels != 3:
+            raise ConfigError(f"{s}.metric: 'y' (the Y channel of YCbCr) needs data.channels: 3, got {self.channels}")
 
 
 @dataclass(frozen=True)
@@ -307,7 +332,7 @@ class ExperimentConfig:
     def to_dict(self) -> Dict[str, Any]:
         space = self.space.to_dict()
         return {"name": self.name, "space": {"preset": self.space_preset, **space},
-                "search": self.search.to_dict(), "data": {**asdict(self.data), "sigmas": list(self.data.sigmas)},
+                "search": self.search.to_dict(), "data": _data_dict(self.data),
                 "resources": asdict(self.resources), "retrain": self.retrain.to_dict(),
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
@@ -317,6 +342,17 @@ class ExperimentConfig:
     @property
     def experiment_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+# Data keys added after runs were exported: left out of the dict at their defaults, so that the
+# config hash of a state bundle or a trained model (pipeline/state.py, retrain_stage.py) made
+# before they existed still matches.
+_LATER_DATA_KEYS = {"channels": 1, "augment": "d8", "metric": "image"}
+
+
+def _data_dict(data: DataConfig) -> Dict[str, Any]:
+    d = {**asdict(data), "sigmas": list(data.sigmas)}
+    return {k: v for k, v in d.items() if k not in _LATER_DATA_KEYS or v != _LATER_DATA_KEYS[k]}
 
 
 TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
@@ -347,14 +383,16 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(preset_name, str):
         raise ConfigError(f"space.preset: expected a preset name, got {preset_name!r}")
     space = SpaceConfig.from_dict({**preset(preset_name).to_dict(), **space_raw})
-    if space.in_channels != 1:  # pipeline/data.py reads every dataset as grayscale
-        raise ConfigError(f"space.in_channels: the pipeline's images are grayscale (1 channel), got {space.in_channels}")
     search = SearchConfig.from_dict(sections["search"])
     if search.warmup_epochs >= search.max_epochs:
         raise ConfigError(f"search.warmup_epochs: {search.warmup_epochs} warm-up epochs leave no architecture epoch "
                           f"before search.max_epochs = {search.max_epochs}; the search could derive no genotype")
     _check_keys("data", sections["data"], DataConfig)
     data = DataConfig(**sections["data"])
+    # One source of truth for the image channels: the data decides, the networks follow.
+    if "in_channels" in space_raw and space.in_channels != data.channels:
+        raise ConfigError(f"space.in_channels: set by data.channels ({data.channels} here), got {space.in_channels}")
+    space = replace(space, in_channels=data.channels)
     base = base_dir or Path.cwd()
     if data.dataset in PAIR_DATASETS:
         data = replace(data, sigmas=(0.0,))  # the pairs carry their own degradation
@@ -367,6 +405,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     model = ModelConfig(**sections["model"])
     _check_keys("evaluate", sections["evaluate"], EvalConfig)
     evaluate = EvalConfig(**sections["evaluate"])
+    if evaluate.bm3d and data.channels == 3 and data.dataset not in PAIR_DATASETS:
+        raise ConfigError("evaluate.bm3d: the BM3D baseline denoises grey images; set it to false with data.channels: 3")
     optuna = None
     if raw.get("optuna") is not None:
         if not isinstance(raw["optuna"], Mapping):

@@ -173,14 +173,18 @@ def _example_titles(title) -> tuple:
 
 
 def examples_figure(triples: List[tuple], titles: Optional[List[Any]] = None) -> Figure:
-    """Rows of (noisy, denoised, clean) gray images on the 0-255 scale, titled by
+    """Rows of (noisy, denoised, clean) images, grey ``(H, W)`` or RGB ``(H, W, 3)``, on the 0-255 scale, titled by
     :func:`_example_titles` (a name per row, or a dict with the model, sigma and PSNRs)."""
     fig = Figure(figsize=(9, 3 * len(triples)))
     axes = fig.subplots(len(triples), 3, squeeze=False)
     for r, images in enumerate(triples):
         names = _example_titles(titles[r] if titles else None)
         for c, (img, name) in enumerate(zip(images, names)):
-            axes[r, c].imshow(np.clip(np.asarray(img, dtype=float), 0, 255), cmap="gray", vmin=0, vmax=255)
+            img = np.clip(np.asarray(img, dtype=float), 0, 255)
+            if img.ndim == 3:  # RGB: imshow takes floats in [0, 1] (vmin/vmax apply to grey only)
+                axes[r, c].imshow(img / 255.0)
+            else:
+                axes[r, c].imshow(img, cmap="gray", vmin=0, vmax=255)
             axes[r, c].set_title(name, fontsize=9)
             axes[r, c].axis("off")
     return fig

@@ -34,7 +34,7 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 
 | | |
 | --- | --- |
-| data | BSD500 train+val (300 images), grayscale (BT.601 luma); additive white Gaussian noise sigma = {entry['sigma']:g} (0-255 scale) |
+| data | BSD500 train+val (300 images), {'grayscale (BT.601 luma)' if entry.get('in_channels', 1) == 1 else 'RGB'}; additive white Gaussian noise sigma = {entry['sigma']:g} (0-255 scale) |
 | architecture | width path (levels per layer) {levels}; cell: {cells}; level-0 width {entry['width']}; {entry['params']:,} parameters |
 | search | {search.get('epochs')} epochs ({'cut short by the time limit: the stop rule had not fired' if search.get('stop') == 'running' else search.get('stop')}), best validation epoch {search.get('best_epoch')} (val PSNR {search.get('val_psnr', float('nan')):.2f} dB) |
 | training budget | {rt['iterations']:,} iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         name = f"hinas_sigma{sigma:g}"
         shutil.copyfile(src, out_dir / f"{name}.pt")
         entry = {"sigma": sigma, "file": f"{name}.pt", "card": f"{name}.md", "config": args.config,
-                 "width": spec["width"], "params": row["params"], "iterations": meta["iterations"],
+                 "width": spec["width"], "in_channels": spec.get("in_channels", 1), "params": row["params"], "iterations": meta["iterations"],
                  "device": args.device_name, "date": args.date, "commit": commit,
                  "paper": "%.2f / %.4f" % PAPER_BSD500["HiNAS (paper)"][int(sigma)]
                  if int(sigma) in PAPER_BSD500["HiNAS (paper)"] else "-",
