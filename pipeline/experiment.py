@@ -154,7 +154,7 @@ class DataConfig:
             raise ConfigError(f"{s}.val_protocol: {self.val_protocol!r} is not one of {list(VAL_PROTOCOLS)}")
         if not isinstance(self.clip, bool):
             raise ConfigError(f"{s}.clip: expected true or false, got {self.clip!r}")
-        if isinstance(self.channels, bool) or self.channels not in CHANNELS:
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels not in CHANNELS:
             raise ConfigError(f"{s}.channels: expected 1 (grey) or 3 (RGB), got {self.channels!r}")
         if self.augment not in AUGMENTS:
             raise ConfigError(f"{s}.augment: {self.augment!r} is not one of {list(AUGMENTS)}")

@@ -108,7 +108,7 @@ def test_rgb_goes_through_search_derivation_retraining_and_evaluation(repo_root,
 
 def test_colour_settings_that_cannot_work_are_config_errors():
     base = {"name": "t", "space": {"preset": "tiny"}, "data": {"dataset": "rain800", "root": "/x"}}
-    bad = [({"channels": 2}, "data.channels"), ({"augment": "rot90"}, "data.augment"),
+    bad = [({"channels": 2}, "data.channels"), ({"channels": 3.0}, "data.channels"), ({"augment": "rot90"}, "data.augment"),
            ({"metric": "y"}, "needs data.channels: 3"), ({"metric": "lab", "channels": 3}, "data.metric")]
     for data, message in bad:
         with pytest.raises(ConfigError, match=message):
