@@ -82,7 +82,9 @@ def _params(exp: ExperimentConfig) -> Dict[str, Any]:
             "data": ("dataset", "sigmas", "patch_size", "val_protocol"),
             "retrain": ("iterations", "batch_size", "optimizer", "lr", "ssim_weight"),
             "model": ("width", "target_params", "baselines", "cell_edit")}
-    return {**{sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}, "ablation": exp.ablation or "none"}
+    params = {sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}
+    params["data"].update(channels=exp.data.channels, augment=exp.data.augment, metric=exp.data.metric)
+    return {**params, "ablation": exp.ablation or "none"}
 
 
 def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
