@@ -54,7 +54,9 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
     for r in evaluation:
         by_sigma.setdefault(r["sigma"], []).append(r)
     lines = [f"# hinas report: {exp.name}", "",
-             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images.",
+             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images"
+             + (" (RGB)" if exp.data.channels == 3 else "")
+             + ("; PSNR/SSIM on the Y channel of YCbCr." if exp.data.metric == "y" else "."),
              "", "Verdict (whole-image PSNR):", ""]
     lines += [f"- sigma {s:g}: {verdict(rows)}" for s, rows in sorted(by_sigma.items())]
     lines += ["", "\"noisy input\" scores the noisy test images themselves: a denoiser must beat it. \"offset\" is the "

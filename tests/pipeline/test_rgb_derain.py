@@ -18,6 +18,7 @@ from hinas.pipeline.cli import main
 from hinas.pipeline import data as pipeline_data
 from hinas.pipeline.evaluate_stage import evaluate_model
 from hinas.pipeline.experiment import experiment_from_dict, load_experiment
+from hinas.pipeline.report import report_markdown
 from hinas.pipeline.run import baseline_spec
 from hinas.pipeline.state import config_hash
 from hinas_core.config import ConfigError
@@ -63,6 +64,7 @@ def test_rain800_config_is_colour_hflip_and_y(repo_root, rain_root):
     assert (exp.space.layers, exp.space.nodes) == (2, 2)  # the tiny preset for this test (derain: 3 x 4)
     again = experiment_from_dict(exp.to_dict())  # what a Ray trial rebuilds
     assert again.space.in_channels == 3 and again.data == exp.data
+    assert "(RGB); PSNR/SSIM on the Y channel of YCbCr" in report_markdown(exp, [])
 
 
 @pytest.mark.filterwarnings("ignore:Rain800 .* pairs")
