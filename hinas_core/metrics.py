@@ -109,8 +109,8 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # ITU-R BT.601 Y of YCbCr for RGB on the 0-255 scale, as MATLAB's rgb2ycbcr computes it for
 # double images (Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1]), not rounded:
-# the Y channel on which de-raining papers score PSNR/SSIM (e.g. PReNet's
-# statistic/statistic_rain800.m: rgb2ycbcr(im2double(...)), channel 1). Y spans [16, 235].
+# the Y channel on which de-raining papers score PSNR/SSIM (e.g. PReNet's statistic/statistic_rain*.m:
+# rgb2ycbcr(im2double(...)), channel 1). Y spans [16, 235].
 Y_OFFSET = 16.0
 Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 
