@@ -23,7 +23,7 @@ from hinas_core.models import load_model
 from hinas_core.network import count_parameters
 
 from .data import test_pairs
-from .experiment import ExperimentConfig
+from .experiment import PAIR_DATASETS, ExperimentConfig
 from .faults import kill_point
 
 
@@ -72,7 +72,7 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
         return model(batch.to(device)).float().cpu()
 
     row: Dict[str, Any] = {"label": label, "kind": spec["kind"], "sigma": sigma, "params": count_parameters(model),
-                           "images": len(pairs), "dataset": exp.data.dataset, "model": str(model_file)}
+                           "images": len(pairs), "dataset": exp.data.dataset, "test_set": pairs.name, "model": str(model_file)}
     results = []
     for protocol in exp.evaluate.protocols:
         r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset, metric=exp.data.metric)
@@ -84,8 +84,9 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results(results, out_dir / f"{label}.parquet")
         if exp.evaluate.examples:
+            noise = None if exp.data.dataset in PAIR_DATASETS else sigma  # stored pairs: no sigma to show
             row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png",
-                                                label, sigma, exp.data.metric))
+                                                label, noise, exp.data.metric))
     return row
 
 

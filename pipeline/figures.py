@@ -162,13 +162,14 @@ def psnr_figure(history: Sequence[Dict[str, Any]]) -> Figure:
 
 def _example_titles(title) -> tuple:
     """Titles of one (noisy, denoised, clean) row; ``title`` is a name or a dict with
-    ``name``, ``model``, ``sigma``, ``psnr_noisy`` and ``psnr`` (dB against the clean image)."""
+    ``name``, ``model``, ``sigma`` (None for stored pairs), ``psnr_noisy`` and ``psnr`` (dB
+    against the clean image)."""
     if not isinstance(title, dict):
         return "noisy", "denoised" if title is None else f"denoised - {title}", "clean"
     sigma = title.get("sigma")
-    noise = "" if sigma is None else f" (sigma {sigma:g})"
+    degraded = "input" if sigma is None else f"noisy (sigma {sigma:g})"  # None: stored pairs (rain, SIM)
     model = title.get("model") or "denoised"
-    return (f"noisy{noise}: {title['psnr_noisy']:.2f} dB", f"{model}: {title['psnr']:.2f} dB",
+    return (f"{degraded}: {title['psnr_noisy']:.2f} dB", f"{model}: {title['psnr']:.2f} dB",
             f"clean - {title['name']}")
 
 

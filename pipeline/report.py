@@ -53,8 +53,10 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
     by_sigma: Dict[float, List[Dict[str, Any]]] = {}
     for r in evaluation:
         by_sigma.setdefault(r["sigma"], []).append(r)
+    test_sets = sorted({r["test_set"] for r in evaluation if r.get("test_set")})  # e.g. a stand-in's "NOT Rain800" label
+    dataset = exp.data.dataset + (f" (test set: {', '.join(test_sets)})" if test_sets else "")
     lines = [f"# hinas report: {exp.name}", "",
-             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images"
+             f"Dataset: {dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images"
              + (" (RGB)" if exp.data.channels == 3 else "")
              + ("; PSNR/SSIM on the Y channel of YCbCr." if exp.data.metric == "y" else "."),
              "", "Verdict (whole-image PSNR):", ""]

@@ -101,6 +101,7 @@ def test_rgb_goes_through_search_derivation_retraining_and_evaluation(repo_root,
         on_rgb = evaluate(model, pairs, protocol="whole", metric="image")
     dncnn = rows[1]
     assert dncnn["psnr_whole"] == pytest.approx(on_y.psnr) and dncnn["psnr_whole"] != pytest.approx(on_rgb.psnr)
+    assert "Dataset: rain800 (test set: Rain800/test)" in report_markdown(exp, rows)  # a stand-in says "NOT Rain800" here
     for row in rows:
         assert set(row) >= {"psnr_patch", "ssim_patch", "psnr_whole", "ssim_whole", "inference_s"}
         assert all(np.isfinite(row[k]) for k in ("psnr_patch", "psnr_whole", "inference_s"))
