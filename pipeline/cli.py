@@ -186,6 +186,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
+    if exp.derive.from_genotype:  # checked before the experiment folder is made
+        from .derive_stage import given_genotypes
+
+        try:
+            given_genotypes(exp)
+        except ValueError as exc:  # GenotypeError
+            print(f"hinas run: {exc}", file=sys.stderr)
+            return 2
     code = _start_or_refuse(exp, args, "run", exp.experiment_dir.exists())
     if code:
         return code
