@@ -384,6 +384,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         if storage and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
             # A relative SQLite path is relative to where the command runs, not to a trial's folder.
             optuna = replace(optuna, storage="sqlite:///" + str((base / storage[len("sqlite:///"):]).resolve()))
+    if optuna is not None and derive.from_genotype:
+        raise ConfigError("optuna: explores the search, but derive.from_genotype replaces the search; drop one of them")
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]

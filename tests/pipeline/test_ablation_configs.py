@@ -10,14 +10,15 @@ from hinas.pipeline.derive_stage import derive_given
 from hinas.pipeline.experiment import load_experiment
 from hinas.pipeline.run import retrain_jobs
 from hinas_core import Genotype, build_network, count_parameters
+from hinas_core.config import ConfigError
 from hinas_core.models import build_model
 
-# The cell the paper found (Fig. 5(b)): two conv, two dil, three def, three skip. Its wiring is not
-# recoverable from the figure; a parameter count depends only on the ops and the widths.
-FIG5B = [[["conv", 0], ["dil", 1]], [["conv", 1], ["def", 2]], [["skip", 0], ["skip", 3]],
-         [["dil", 1], ["def", 4]], [["def", 2], ["skip", 5]]]
+# The ops of the cell the paper found (Fig. 5(b)): two conv, two dil, three def, three skip. Its
+# wiring is not recoverable from the figure; a parameter count depends only on the ops and widths.
+PAPER = Genotype.load("paper_fig5b_ops")
+FIG5B = PAPER.cells[0]
 ALL_DEF = [[["def", i], ["def", i + 1]] for i in range(5)]
-WS_LEVELS = [0, 1, 1, 2]  # a searched path (Fig. 5(a): the widest cell closest to the output)
+WS_LEVELS = list(PAPER.levels)  # a searched path (Fig. 5(a): the widest cell closest to the output)
 
 
 def _jobs(repo_root, config, tmp_path, cell=FIG5B, **over):
@@ -81,14 +82,27 @@ def test_table3_edits_the_ws_genotype_and_nothing_else(edit, repo_root, tmp_path
         assert _params(spec) == _params(ws_spec)
 
 
-def test_an_edit_before_the_ws_run_derived_is_one_clear_line(repo_root, tmp_path):
+def _hinas(command, config, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "run", str(repo_root / "tune_configs/ablation_table3_r1.yaml"),
-                          "--set", f"output_dir={tmp_path}", "--set", "resources.gpu=0",
-                          "--set", "data.dataset=sample"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", command, str(config), "--set", f"output_dir={tmp_path}",
+                           "--set", "resources.gpu=0", "--set", "data.dataset=sample"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_an_edit_before_the_ws_run_derived_is_one_clear_line(repo_root, tmp_path):
+    out = _hinas("run", repo_root / "tune_configs/ablation_table3_r1.yaml", tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and "bsd500-table1_ws/derived/sigma30/genotype.json does not exist yet" in out.stderr
     assert not (tmp_path / "bsd500-table3_r1").exists()  # refused before anything is written
+    out = _hinas("search", repo_root / "tune_configs/ablation_table3_r1.yaml", tmp_path)  # it has no search to run
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "has no search" in out.stderr, out.stderr
+
+
+def test_a_given_genotype_and_an_optuna_study_of_the_search_exclude_each_other(repo_root):
+    with pytest.raises(ConfigError, match="derive.from_genotype replaces the search"):
+        load_experiment(repo_root / "tune_configs/tiny_optuna.yaml", ["derive.from_genotype=example_denoise"])
+    with pytest.raises(ConfigError, match="placeholder"):
+        load_experiment(repo_root / "tune_configs/ablation_table3_r1.yaml", ["derive.from_genotype=runs/{layer}.json"])
 
 
 def test_tables_2_and_4_run_all_three_sigma_tables_1_and_3_sigma_30(repo_root):
