@@ -106,6 +106,7 @@ sections = st.fixed_dictionaries({}, optional={
     "search": st.dictionaries(st.sampled_from(["max_epochs", "patience", "w_lr", "stop_rule", "seed", "y"]), values, max_size=3),
     "data": st.dictionaries(st.sampled_from(["dataset", "sigmas", "root", "patch_size", "clip", "z"]), values, max_size=3),
     "resources": st.dictionaries(st.sampled_from(["cpu", "gpu", "max_concurrent"]), values, max_size=2),
+    "derive": st.dictionaries(st.sampled_from(["from_genotype", "edit", "w"]), values | st.text(alphabet="{}sigma/r1", max_size=9), max_size=2),
     "seeds": values,
 })
 
