@@ -1,16 +1,13 @@
 """The ablation and SIM configs vary what the paper's tables vary (issue #15): one test per thing
 varied, on configs, parameter counts and genotypes only (no training)."""
-import os
-import subprocess
-import sys
-
 import pytest
 
 from hinas.pipeline.derive_stage import derive_given
 from hinas.pipeline.experiment import load_experiment
-from hinas.pipeline.run import retrain_jobs
+from hinas.pipeline.run import derive, retrain_jobs
 from hinas_core import Genotype, build_network, count_parameters
 from hinas_core.config import ConfigError
+from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import build_model
 
 # The ops of the cell the paper found (Fig. 5(b)): two conv, two dil, three def, three skip. Its
@@ -52,15 +49,21 @@ def test_table1_fixed_width_variants_keep_their_own_size(repo_root, tmp_path):
     assert abs(_params(w40_calibrated) - 630_000) / 630_000 < 0.05
 
 
-def _write_ws(tmp_path):
-    """What ablation_table1_ws.yaml's derive stage leaves behind, in output_dir=tmp_path."""
-    return Genotype([FIG5B], WS_LEVELS, [10, 20, 40], {"source": "test"}).save(
-        tmp_path / "bsd500-table1_ws" / "derived" / "sigma30" / "genotype.json")
+def _derived_by(repo_root, config, tmp_path):
+    """What ``config``'s derive stage leaves behind in output_dir=tmp_path for sigma 30, after a
+    search that found the paper's cell (the path templates must name this very file)."""
+    exp = load_experiment(repo_root / f"tune_configs/{config}", [f"output_dir={tmp_path}"])
+    found = Genotype([FIG5B], WS_LEVELS, [10, 20, 40], {"source": "test"}).save(tmp_path / "trial" / "genotype.json")
+    return derive(exp, [{"sigma": s, "genotype": str(found), VAL_PSNR: 30.0} for s in exp.data.sigmas])[30.0]
+
+
+def _write_ws(repo_root, tmp_path):
+    return _derived_by(repo_root, "ablation_table1_ws.yaml", tmp_path)
 
 
 @pytest.mark.parametrize("edit", ["r1", "r2"])
 def test_table3_edits_the_ws_genotype_and_nothing_else(edit, repo_root, tmp_path):
-    ws_path = _write_ws(tmp_path)
+    ws_path = _write_ws(repo_root, tmp_path)
     ws_exp = load_experiment(repo_root / "tune_configs/ablation_table1_ws.yaml", [f"output_dir={tmp_path}"])
     ws_spec = retrain_jobs(ws_exp, {30.0: ws_path})[0]["spec"]
     exp = load_experiment(repo_root / f"tune_configs/ablation_table3_{edit}.yaml", [f"output_dir={tmp_path}"])
@@ -82,20 +85,18 @@ def test_table3_edits_the_ws_genotype_and_nothing_else(edit, repo_root, tmp_path
         assert _params(spec) == _params(ws_spec)
 
 
-def _hinas(command, config, tmp_path):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", command, str(config), "--set", f"output_dir={tmp_path}",
-                           "--set", "resources.gpu=0", "--set", "data.dataset=sample"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+def test_an_edit_before_the_ws_run_derived_is_one_clear_line(repo_root, tmp_path, capsys):
+    from hinas.pipeline.cli import main
 
-
-def test_an_edit_before_the_ws_run_derived_is_one_clear_line(repo_root, tmp_path):
-    out = _hinas("run", repo_root / "tune_configs/ablation_table3_r1.yaml", tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.count("\n") == 1 and "bsd500-table1_ws/derived/sigma30/genotype.json does not exist yet" in out.stderr
+    common = ["--set", f"output_dir={tmp_path}", "--set", "resources.gpu=0", "--set", "data.dataset=sample"]
+    config = str(repo_root / "tune_configs/ablation_table3_r1.yaml")
+    assert main(["run", config, *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bsd500-table1_ws/derived/sigma30/genotype.json does not exist yet" in err
     assert not (tmp_path / "bsd500-table3_r1").exists()  # refused before anything is written
-    out = _hinas("search", repo_root / "tune_configs/ablation_table3_r1.yaml", tmp_path)  # it has no search to run
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "has no search" in out.stderr, out.stderr
+    assert main(["search", config, *common]) == 2  # it has no search to run
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no search" in err
 
 
 def test_a_given_genotype_and_an_optuna_study_of_the_search_exclude_each_other(repo_root):
@@ -113,7 +114,7 @@ def test_tables_2_and_4_run_all_three_sigma_tables_1_and_3_sigma_30(repo_root):
 
 
 def test_sim_retrains_the_network_found_on_bsd500(repo_root, tmp_path):
-    bsd = Genotype([FIG5B], WS_LEVELS, [10, 20, 40]).save(tmp_path / "bsd500" / "derived" / "sigma30" / "genotype.json")
+    bsd = _derived_by(repo_root, "bsd500.yaml", tmp_path)
     sim = load_experiment(repo_root / "tune_configs/sim.yaml", [f"output_dir={tmp_path}", f"data.root={tmp_path}"])
     assert sim.data.sigmas == (0.0,) and sim.derive.edit is None
     assert Genotype.load(derive_given(sim)[0.0]) == Genotype.load(bsd)  # the BSD500 network, for the SIM pairs
@@ -129,7 +130,7 @@ def test_journal_sets_the_official_codes_switches(repo_root):
 
 
 def test_aspp_variant_changes_only_the_end_part(repo_root, tmp_path):
-    ws_path = _write_ws(tmp_path)
+    ws_path = _write_ws(repo_root, tmp_path)
     exp = load_experiment(repo_root / "tune_configs/ablation_aspp.yaml", [f"output_dir={tmp_path}"])
     spec = retrain_jobs(exp, derive_given(exp))[0]["spec"]
     assert spec["aspp"] is True and Genotype.from_dict(spec["genotype"]) == Genotype.load(ws_path)
