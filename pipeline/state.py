@@ -92,6 +92,8 @@ def config_identity(exp: ExperimentConfig) -> Dict[str, Any]:
     for key in MACHINE_KEYS:
         d.pop(key, None)
     d["data"] = {k: v for k, v in d["data"].items() if k != "root"}
+    if d["derive"]["from_genotype"]:  # a path under output_dir names the same file on every machine
+        d["derive"]["from_genotype"] = d["derive"]["from_genotype"].replace(exp.output_dir, "{output_dir}")
     return json.loads(json.dumps(d, default=str))
 
 
