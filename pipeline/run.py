@@ -25,7 +25,8 @@ from .experiment import ExperimentConfig
 from .faults import kill_point
 from .report import write_report
 from .retrain_stage import run_retrain, run_tags
-from .search_stage import WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, run_search, search_dirs
+from .search_stage import (WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, refuse_failed, run_search,
+                           search_dirs)
 
 
 def search_or_reuse(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
@@ -160,6 +161,7 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
             kill_point("searched")
             _complete_search(tracker, parent, exp, search_rows, done)
             kill_point("search-logged")
+            refuse_failed(search_rows)
             genotypes = derive(exp, search_rows)
         kill_point("derived")
         for sigma, path in genotypes.items():
