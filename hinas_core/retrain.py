@@ -22,7 +22,7 @@ from .models import build_model
 from .network import count_parameters
 from .ops import configure_dcn
 from .search import Sampler
-from .steps import PRECISIONS, GradStep, autotune_convolutions, to_device
+from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, to_device
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
@@ -204,7 +204,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng(state["torch_rng"])
         self.iteration = int(state["iteration"])
 
 

@@ -1,6 +1,6 @@
 """The experiment configuration: YAML -> typed, frozen dataclasses, validated before any trial.
 
-Top-level sections: ``name``, ``space``, ``search``, ``data``, ``resources``, ``output``.
+Top-level sections: ``name``, ``space``, ``search``, ``data``, ``derive``, ``resources``, ``output``.
 An unknown, mistyped or repeated key, a wrong type or an out-of-range value is a
 :class:`ConfigError` that names the key. YAML is read with a ``yaml.SafeLoader`` (plain data
 only, never Python objects) that also refuses a key given twice in one mapping.
@@ -19,6 +19,7 @@ from hinas_core.config import ConfigError, SpaceConfig, preset
 from hinas_core.retrain import RetrainConfig
 from hinas_core.search import SearchConfig
 
+from .derive_stage import DeriveConfig
 from .overrides import OverrideError, apply_overrides
 
 DATASETS = ("bsd500", "sample", "sim", "rain800")
@@ -197,7 +198,8 @@ class ModelConfig:
             (paper: 0.63 M); used when ``width`` is None. 0 keeps the search widths.
         baselines: baselines retrained by the same stage on the same budget (``dncnn``).
         dncnn_depth, dncnn_width: the DnCNN baseline's size (17 x 64 = 0.56 M parameters).
-        cell_edit: Table 3's modified cells: ``r1`` (every conv -> def), ``r2`` (rewired), or none.
+        aspp: an ASPP block in the derived network's end part (paper Fig. 2 / 5(a); the text says
+            conv, the default). Counted by the width calibration.
     """
 
     width: Optional[int] = None
@@ -205,7 +207,7 @@ class ModelConfig:
     baselines: Tuple[str, ...] = ("dncnn",)
     dncnn_depth: int = 17
     dncnn_width: int = 64
-    cell_edit: Optional[str] = None
+    aspp: bool = False
 
     def __post_init__(self):
         if self.width is not None:
@@ -220,8 +222,8 @@ class ModelConfig:
         object.__setattr__(self, "baselines", tuple(b))
         _int("model", "dncnn_depth", self.dncnn_depth, 3)
         _int("model", "dncnn_width", self.dncnn_width, 1)
-        if self.cell_edit not in (None, "r1", "r2"):
-            raise ConfigError(f"model.cell_edit: {self.cell_edit!r} is not one of [null, 'r1', 'r2']")
+        if not isinstance(self.aspp, bool):
+            raise ConfigError(f"model.aspp: expected true or false, got {self.aspp!r}")
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,7 @@ class ExperimentConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -333,6 +336,7 @@ class ExperimentConfig:
         space = self.space.to_dict()
         return {"name": self.name, "space": {"preset": self.space_preset, **space},
                 "search": self.search.to_dict(), "data": _data_dict(self.data),
+                "derive": asdict(self.derive),
                 "resources": asdict(self.resources), "retrain": self.retrain.to_dict(),
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
@@ -355,7 +359,7 @@ def _data_dict(data: DataConfig) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if k not in _LATER_DATA_KEYS or v != _LATER_DATA_KEYS[k]}
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
+TOP_LEVEL = ("name", "space", "search", "data", "derive", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
              "output_dir")
 
 
@@ -371,7 +375,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(name, str) or not name.strip() or "/" in name or "\0" in name or name.startswith("."):
         raise ConfigError(f"name: expected a non-empty experiment name without '/', got {name!r}")
     sections = {}
-    for key in ("space", "search", "data", "resources", "retrain", "model", "evaluate"):
+    for key in ("space", "search", "data", "derive", "resources", "retrain", "model", "evaluate"):
         value = raw.get(key)
         value = {} if value is None else value  # an empty section
         if not isinstance(value, Mapping):
@@ -398,6 +402,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         data = replace(data, sigmas=(0.0,))  # the pairs carry their own degradation
     if data.root is not None:
         data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
+    _check_keys("derive", sections["derive"], DeriveConfig)
+    derive = DeriveConfig(**sections["derive"])
     _check_keys("resources", sections["resources"], ResourceConfig)
     resources = ResourceConfig(**sections["resources"])
     retrain = RetrainConfig.from_dict(sections["retrain"])
@@ -418,6 +424,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         if storage and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
             # A relative SQLite path is relative to where the command runs, not to a trial's folder.
             optuna = replace(optuna, storage="sqlite:///" + str((base / storage[len("sqlite:///"):]).resolve()))
+    if optuna is not None and derive.from_genotype:
+        raise ConfigError("optuna: explores the search, but derive.from_genotype replaces the search; drop one of them")
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -428,13 +436,14 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(out, (str, os.PathLike)) or "\0" in str(out):
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
+    derive = derive.resolved(output_dir, base)
     ablation = raw.get("ablation") or ""
     if not isinstance(ablation, str):
         raise ConfigError(f"ablation: expected a name, got {ablation!r}")
     mlflow_experiment = raw.get("mlflow_experiment") or ""
     if not isinstance(mlflow_experiment, str):
         raise ConfigError(f"mlflow_experiment: expected a name, got {mlflow_experiment!r}")
-    return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
+    return ExperimentConfig(name=name, space=space, search=search, data=data, derive=derive, resources=resources,
                             retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, ablation=ablation,
                             mlflow_experiment=mlflow_experiment, seeds=seeds,
                             output_dir=output_dir, space_preset=preset_name)

@@ -299,6 +299,8 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
                            "stop": PSNRDecreaseStopper.reason(last, exp.search.max_epochs),
                            "best_epoch": last.get("es_best_epoch", -1), VAL_PSNR: last.get("es_best_psnr", math.nan),
                            "peak_memory_mb": last.get("peak_memory_bytes", 0) / 2**20, "genotype": None}
+    if result.error:  # the last failure, after Tune's retries
+        row["error"] = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:300]
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
         first = frame.iloc[0]
@@ -330,6 +332,17 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     row.update(genotype=str(path), best_epoch=best["epoch"], **{VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM]},
                levels="-".join(map(str, g.levels)))
     return row
+
+
+def refuse_failed(rows: List[Dict[str, Any]]) -> None:
+    """Raise when a search trial failed (after Tune's retries): its genotype is that of an
+    unfinished search, which the pipeline must not go on to retrain. Its checkpoint is kept, so
+    ``--resume`` continues it once the cause is fixed."""
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    if failed:
+        what = "; ".join(f"{r['trial']} at epoch {r['epochs']}: {r.get('error') or r['stop']}" for r in failed)
+        raise RuntimeError(f"search trial(s) failed, so nothing is derived or retrained: {what}. "
+                           "Their checkpoints are kept: fix the cause, then run the same command with --resume")
 
 
 def max_overlap(rows: List[Dict[str, Any]]) -> int:

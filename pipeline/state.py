@@ -92,6 +92,8 @@ def config_identity(exp: ExperimentConfig) -> Dict[str, Any]:
     for key in MACHINE_KEYS:
         d.pop(key, None)
     d["data"] = {k: v for k, v in d["data"].items() if k != "root"}
+    if d["derive"]["from_genotype"]:  # a path under output_dir names the same file on every machine
+        d["derive"]["from_genotype"] = d["derive"]["from_genotype"].replace(exp.output_dir, "{output_dir}")
     return json.loads(json.dumps(d, default=str))
 
 
@@ -278,14 +280,52 @@ def read_manifest(bundle: Path, exp: ExperimentConfig) -> Dict[str, Any]:
                          f"(this hinas {__version__} reads version {VERSION}); export it again with this hinas")
     if manifest.get("experiment") != exp.name:
         raise StateError(f"{bundle} holds experiment {manifest.get('experiment')!r}, not {exp.name!r} of this config")
+    manifest["config_changes"] = []
     if manifest.get("config_hash") != config_hash(exp):
         theirs = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-        keys = _differing_keys(config_identity(exp), theirs)
-        raise StateError(f"{bundle} was exported from a different config (differs in: {', '.join(keys) or 'unknown'}); "
-                         "import it with the config and --set overrides of the run it came from")
+        keys, changes = config_differences(exp, theirs)
+        if keys or not theirs:
+            raise StateError(f"{bundle} was exported from a different config (differs in: {', '.join(keys) or 'unknown'}); "
+                             "import it with the config and --set overrides of the run it came from")
+        manifest["config_changes"] = changes
     if not isinstance(manifest.get("files"), list):
         raise StateError(f"{path} is damaged: no file list")
     return manifest
+
+
+# Config keys that may change between stretches of a run: they act only on what is still to
+# run (how often to report and validate, when to stop retraining early, the evaluation), so
+# every checkpoint in a bundle keeps its meaning.
+RESUMABLE_CHANGES = ("evaluate.", "retrain.report_every", "retrain.validate_every", "retrain.plateau",
+                     "mlflow_experiment")
+_MISSING = object()
+
+
+def _at(d: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return _MISSING
+        d = d[key]
+    return d
+
+
+def config_differences(exp: ExperimentConfig, theirs: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """``(refused, allowed)``: the dotted keys in which ``exp`` differs from a bundle's config.
+
+    Allowed: the :data:`RESUMABLE_CHANGES`, and the growth of the config schema since the bundle
+    was written - a key it does not have, set here to its default; a key it has that this hinas
+    no longer knows, set there to nothing (None, False, 0, empty). Everything else is refused."""
+    ours = config_identity(exp)
+    defaults = config_identity(ExperimentConfig(name=exp.name, output_dir=exp.output_dir))
+    refused, allowed = [], []
+    for key in _differing_keys(ours, theirs):
+        mine, other = _at(ours, key), _at(theirs, key)
+        grown = (other is _MISSING and mine == _at(defaults, key)) or (mine is _MISSING and not other)
+        if grown or any(key == k.rstrip(".") or key.startswith(k) for k in RESUMABLE_CHANGES):
+            allowed.append(key)
+        else:
+            refused.append(key)
+    return refused, allowed
 
 
 def _differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = "") -> List[str]:

@@ -74,6 +74,9 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     print(f"hinas state import: {args.source} -> {exp.experiment_dir}")
     print(describe(manifest))
+    if manifest.get("config_changes"):
+        print(f"  the config changed since the export in: {', '.join(manifest['config_changes'])} "
+              "(new keys at their defaults, or settings that act only on what is still to run)")
     sets = "".join(f" --set {s}" for s in args.set or [])
     print(f"continue with: hinas run {args.config}{sets} --resume")
     return 0

@@ -301,6 +301,28 @@ def test_a_damaged_or_crafted_bundle_is_refused_and_nothing_is_written(cli, make
     assert not (target.exists() and list(target.iterdir()))  # no run folder, no temporary
 
 
+def test_a_bundle_from_before_new_config_keys_or_with_changed_reporting_imports_with_a_note(cli, run, tmp_path):
+    """The config schema grows between stretches of a long run (a new key at its default), and
+    how often a run reports or when retraining stops early may change: neither alters what the
+    checkpoints hold. A changed search setting still refuses (the 'another config' case)."""
+    cfg, exp = run
+    bundle = tmp_path / "bundle"
+    _export(cli, cfg, bundle)
+
+    def older(m):
+        del m["config"]["derive"]  # a section this hinas has and the exporting one had not
+        m["config"]["model"]["retired_switch"] = None  # a key this hinas no longer knows, unset
+        m["config"]["retrain"]["report_every"] += 1
+        m["config_hash"] = "0" * 64
+    _rewrite(bundle, older)
+    code, out, err = cli("state", "import", cfg, "--from", bundle, "--set", f"output_dir={tmp_path / 'm2'}")
+    assert code == 0, err
+    assert "the config changed since the export in: derive, retrain.report_every" in out
+    _rewrite(bundle, lambda m: m["config"]["model"].update(retired_switch=True))  # it was on: refused
+    code, out, err = cli("state", "import", cfg, "--from", bundle, "--set", f"output_dir={tmp_path / 'm3'}")
+    assert code == 2 and "differs in: model.retired_switch" in err, err
+
+
 def test_import_does_not_replace_an_existing_run_folder_unless_told(cli, run, tmp_path):
     cfg, exp = run
     bundle = tmp_path / "bundle"
