@@ -188,3 +188,26 @@ def test_the_plateau_rule_stops_a_tiny_retrain_early_and_the_stop_survives_a_res
     assert budget.iteration == 9 and budget.stop_reason is None  # reaching the budget is no early stop
     with pytest.raises(ValueError, match="plateau needs validation"):
         Trainer(SPEC, cfg, Crops())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_validation_between_cuda_graph_replays_of_the_compiled_bf16_nhwc_step():
+    """The fast GPU step (compiled model, bf16, NHWC, CUDA graph) validates with the eager fp32
+    model between graph replays: the curve follows the plain fp32 trainer's, and validating does
+    not disturb the replayed training (losses as without validation)."""
+    from dataclasses import replace
+
+    from hinas_core.genotype import Genotype
+    from hinas_core.models import hinas_spec
+
+    spec = hinas_spec(Genotype.load("example_denoise"), width=8)
+    base = RetrainConfig(iterations=12, batch_size=4, report_every=6, validate_every=3, lr=1e-3)
+    fast_cfg = replace(base, precision="bf16", channels_last=True, compile=True)
+    ref = Trainer(spec, base, Crops(), "cuda", validate=held_out())
+    fast = Trainer(spec, fast_cfg, Crops(), "cuda", validate=held_out())
+    quiet = Trainer(spec, replace(fast_cfg, validate_every=0), Crops(), "cuda", validate=held_out())
+    runs = [[t.run()["train_loss"] for _ in range(2)] for t in (ref, fast, quiet)]
+    assert [p["iteration"] for p in fast.curve] == [3, 6, 9, 12]
+    for a, b in zip(ref.curve, fast.curve):
+        assert abs(a["val_psnr"] - b["val_psnr"]) < 0.5, (a, b)
+    assert np.allclose(runs[1], runs[2], rtol=1e-3), runs
