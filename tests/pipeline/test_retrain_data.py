@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 
 from hinas.datasets import search_split
 from hinas.pipeline.data import _retrain_split, retrain_data, search_data, training_images, training_sampler
@@ -55,3 +56,34 @@ def test_stored_pairs_split_their_pairs(bsds_root, session_cache, tmp_path):
     noisy, clean = data.sampler.sample(np.random.default_rng(0), 2)
     assert noisy.shape == clean.shape == (2, 1, 32, 32)
     assert retrain_data(cfg, 0.0, hold_out_val=False).sizes["train"] == 6
+
+
+@pytest.mark.slow
+def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path):
+    """`hinas retrain` (a real Ray Tune trial) with a plateau rule no job can pass: validations
+    at 32, 64 and 96 patches; at 96 the curve covers the 40-patch window, so the job stops there,
+    at iteration 12 of 40, and the model file, the curves figure and the report say why."""
+    import os
+    import subprocess
+    import sys
+
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.report import report_markdown
+    from hinas.pipeline.retrain_curves import model_meta
+
+    overrides = [f"output_dir={tmp_path}", "retrain.iterations=40", "retrain.report_every=8", "retrain.validate_every=4",
+                 "retrain.plateau={min_gain_db: 100, window_patches: 40}", "model.baselines=[]", "resources.cpu=1"]
+    cfg = repo_root / "tune_configs/quickstart.yaml"
+    out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "retrain", str(cfg), "--genotype", "example_denoise",
+                          "--sigma", "25", *[a for o in overrides for a in ("--set", o)]], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    exp = load_experiment(cfg, overrides)
+    meta = model_meta(exp.experiment_dir / "models" / "hinas-sigma25-seed0" / "model.pt")
+    assert meta["iterations"] == 12 and meta["patches"] == 96 and meta["retrain"]["iterations"] == 40
+    assert [p["patches"] for p in meta["validation"]] == [32, 64, 96]
+    assert meta["stop_reason"].startswith("plateau: +") and meta["stop_reason"].endswith(" dB over the last 40 patches")
+    assert (exp.experiment_dir / "retrain_curves.png").is_file()
+    report = report_markdown(exp, [])
+    assert f"| hinas-sigma25-seed0 | 12 | 96 | 9 / 2 |" in report and f"early, {meta['stop_reason']}" in report
+    assert f"Stopped early by the plateau rule (retrain.plateau): hinas-sigma25-seed0 ({meta['stop_reason']})." in report
