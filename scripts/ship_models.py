@@ -29,7 +29,7 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
     trained = (f"{meta['train_images']} of the {meta['train_images'] + meta['val_images']} images trained on, "
                f"{meta['val_images']} held out as Validation-V" if meta.get("val_held_out")
                else f"all {meta['train_images']} images trained on (Validation-V among them)") \
-        if "train_images" in meta else "BSD500 train+val (300 images)"
+        if "train_images" in meta else "all 300 images"
     return f"""# HiNAS denoiser, BSD500 gray, sigma {entry['sigma']:g}
 
 `{entry['file']}` - a network found by the HiNAS search and trained by `hinas run`
