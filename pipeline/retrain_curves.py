@@ -53,6 +53,10 @@ def write_curves_figure(exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> Op
                     exp.experiment_dir / FIGURE)
 
 
+def _db(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.2f}"  # no validation (retrain.validate_every: 0)
+
+
 def retraining_lines(exp: ExperimentConfig) -> List[str]:
     """The report's retraining section: per model, patches trained, images trained on and
     validated on, best and last validation PSNR, and whether (and why) it stopped early."""
@@ -71,7 +75,7 @@ def retraining_lines(exp: ExperimentConfig) -> List[str]:
         planned = m.get("retrain", {}).get("iterations")
         stop = f"early, {m['stop_reason']}" if m.get("stop_reason") else "full budget" if m.get("iterations") == planned else "-"
         lines.append(f"| {label} | {m.get('iterations'):,} | {m.get('patches', 0):,} | {m.get('train_images')} / "
-                     f"{m.get('val_images')}{held} | {best:.2f} | {last:.2f} | {stop} |")
+                     f"{m.get('val_images')}{held} | {_db(best)} | {_db(last)} | {stop} |")
     stopped = [f"{label} ({m['stop_reason']})" for label, m in sorted(metas.items()) if m.get("stop_reason")]
     if stopped:
         lines += ["", "Stopped early by the plateau rule (retrain.plateau): " + "; ".join(stopped) + "."]
