@@ -32,7 +32,7 @@ from hinas_core.retrain import Trainer
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .mlflow_tracking import GENOTYPE, KIND, SIGMA, STAGE, flatten, genotype_hash, run_name
-from .retrain_curves import STOP_TAG, write_curves_figure
+from .retrain_curves import STOP_TAG, model_meta, write_curves_figure
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import resume_file
@@ -132,7 +132,8 @@ def validation_meta(trainer: Trainer, sizes: Dict[str, Any]) -> Dict[str, Any]:
 
 def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False,
                 tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
-    """Train every job not already trained; return ``{label, model, status, ...}`` per job.
+    """Train every job not already trained; return ``{label, model, status, stop_reason, ...}`` per job
+    (``stop_reason``: why the plateau rule stopped it early, else None).
 
     ``tracking``: :meth:`.mlflow_tracking.Tracker.trial_spec`, for each trial to log into its
     own run (None: no MLflow)."""
@@ -169,6 +170,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     for job in jobs:
         path = existing_model(exp, job)
         rows[job["label"]]["model"] = str(path) if path else None
+        rows[job["label"]]["stop_reason"] = (model_meta(path) or {}).get("stop_reason") if path else None
         if path is None and rows[job["label"]]["status"] != "ERROR":
             rows[job["label"]]["status"] = "missing"
     write_curves_figure(exp, [rows[j["label"]] for j in jobs])

@@ -78,6 +78,7 @@ def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path):
                           "--sigma", "25", *[a for o in overrides for a in ("--set", o)]], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "hinas-sigma25-seed0" in out.stdout and "(stopped early: plateau: +" in out.stdout
     exp = load_experiment(cfg, overrides)
     meta = model_meta(exp.experiment_dir / "models" / "hinas-sigma25-seed0" / "model.pt")
     assert meta["iterations"] == 12 and meta["patches"] == 96 and meta["retrain"]["iterations"] == 40
