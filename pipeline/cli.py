@@ -232,7 +232,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
     rows = run_retrain(exp, jobs)
     for r in rows:
-        print(f"{r['label']:32s} {r['status']:8s} {r.get('model') or '-'}")
+        print(f"{r['label']:32s} {r['status']:8s} {r.get('model') or '-'}"
+              + (f"  (stopped early: {r['stop_reason']})" if r.get("stop_reason") else ""))
     return 0 if all(r.get("model") for r in rows) else 1
 
 

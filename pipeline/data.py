@@ -18,6 +18,8 @@ from hinas.datasets.paths import bsds500_root
 
 from .experiment import PAIR_DATASETS, DataConfig
 
+Validator = Callable[[Callable[[torch.Tensor], torch.Tensor]], Mapping[str, float]]
+
 
 def gray(cfg: DataConfig) -> bool:
     """Whether images are read as grey (``data.channels: 1``) rather than RGB."""
@@ -77,6 +79,17 @@ def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
         return _pair_search_data(cfg, batch_size)
     images = training_images(cfg)
     w, a, v = search_split(images, seed=cfg.split_seed, val_fraction=cfg.val_fraction).apply(images)
+    return SearchData(
+        train_w=PatchSampler(w, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
+        train_a=PatchSampler(a, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
+        evaluate=_image_validator(cfg, v, sigma),
+        steps_per_epoch=max(1, math.ceil(len(w) / batch_size)),
+        sizes={"train_w": len(w), "train_a": len(a), "val": len(v)},
+    )
+
+
+def _image_validator(cfg: DataConfig, v: ImageSet, sigma: float) -> Validator:
+    """Validation-V of an image dataset: seeded, fixed noise, scored with ``data.val_protocol``."""
     if cfg.val_crop:
         v = center_crop(v, cfg.val_crop)
     val_pairs = noisy_pairs(v, sigma, seed=cfg.noise_seed, clip=cfg.clip)
@@ -85,26 +98,32 @@ def search_data(cfg: DataConfig, sigma: float, batch_size: int) -> SearchData:
         r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, sigma=sigma, patch=cfg.eval_patch, metric=cfg.metric)
         return {"psnr": r.psnr, "ssim": r.ssim}
 
-    return SearchData(
-        train_w=PatchSampler(w, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
-        train_a=PatchSampler(a, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip),
-        evaluate=validate,
-        steps_per_epoch=max(1, math.ceil(len(w) / batch_size)),
-        sizes={"train_w": len(w), "train_a": len(a), "val": len(v)},
-    )
+    return validate
 
 
-def _pair_search_data(cfg: DataConfig, batch_size: int) -> SearchData:
-    pairs = stored_pairs(cfg, "train")
-    split = search_split(pairs.names, seed=cfg.split_seed, val_fraction=cfg.val_fraction)
-    w, a, v = (PairSet(pairs.name, tuple(pairs[i] for i in idx)) for idx in (split.train_w, split.train_a, split.val))
+def _pair_validator(cfg: DataConfig, v: PairSet) -> Validator:
+    """Validation-V of a stored-pair dataset, scored with ``data.val_protocol``."""
     val_pairs = crop_pairs(v, cfg.val_crop) if cfg.val_crop else v
 
     def validate(denoise):
         r = evaluate(denoise, val_pairs, protocol=cfg.val_protocol, patch=cfg.eval_patch, metric=cfg.metric)
         return {"psnr": r.psnr, "ssim": r.ssim}
 
-    return SearchData(PairPatchSampler(w, cfg.patch_size, cfg.augment), PairPatchSampler(a, cfg.patch_size, cfg.augment), validate,
+    return validate
+
+
+def _pair_split(cfg: DataConfig, train_wa: bool = False) -> tuple:
+    """A stored-pair dataset's training pairs as (Train-W, Train-A, Validation-V) PairSets; with
+    ``train_wa``, as (Train-W + Train-A in their original order, Validation-V)."""
+    pairs = stored_pairs(cfg, "train")
+    split = search_split(pairs.names, seed=cfg.split_seed, val_fraction=cfg.val_fraction)
+    parts = (sorted(split.train_w + split.train_a), split.val) if train_wa else (split.train_w, split.train_a, split.val)
+    return tuple(PairSet(pairs.name, tuple(pairs[i] for i in idx)) for idx in parts)
+
+
+def _pair_search_data(cfg: DataConfig, batch_size: int) -> SearchData:
+    w, a, v = _pair_split(cfg)
+    return SearchData(PairPatchSampler(w, cfg.patch_size, cfg.augment), PairPatchSampler(a, cfg.patch_size, cfg.augment), _pair_validator(cfg, v),
                       max(1, math.ceil(len(w) / batch_size)), {"train_w": len(w), "train_a": len(a), "val": len(v)})
 
 
@@ -124,11 +143,48 @@ def test_pairs(cfg: DataConfig, sigma: float, max_images: int = 0, crop: int = 0
     return noisy_pairs(images, sigma, seed=cfg.noise_seed, clip=cfg.clip)
 
 
-def training_sampler(cfg: DataConfig, sigma: float) -> PatchSampler:
-    """Retraining patches: every training image (no search split), fresh noise per sample."""
+@dataclass
+class RetrainData:
+    """What a retraining job consumes: training patches, the validator, and the set sizes
+    (``train``, ``val``: images, or pairs for stored-pair datasets; ``val_held_out``)."""
+
+    sampler: PatchSampler | PairPatchSampler
+    validate: Validator
+    sizes: Mapping[str, int]
+
+
+def _retrain_split(cfg: DataConfig, hold_out_val: bool):
+    """(training set, Validation-V): V is the search's (same split seed and fraction); the
+    training set is Train-W + Train-A in their original order, or every image when not
+    ``hold_out_val``. Images for image datasets, PairSets for stored pairs."""
     if cfg.dataset in PAIR_DATASETS:
-        return PairPatchSampler(stored_pairs(cfg, "train"), cfg.patch_size, cfg.augment)
-    return PatchSampler(training_images(cfg), sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip)
+        train, v = _pair_split(cfg, train_wa=True)
+        return (train if hold_out_val else stored_pairs(cfg, "train")), v
+    images = training_images(cfg)
+    split = search_split(images, seed=cfg.split_seed, val_fraction=cfg.val_fraction)
+    v = images.subset(split.val, f"{images.name}/val-V")
+    train = images.subset(sorted(split.train_w + split.train_a), f"{images.name}/train-WA") if hold_out_val else images
+    return train, v
+
+
+def retrain_data(cfg: DataConfig, sigma: float, hold_out_val: bool = True) -> RetrainData:
+    """Retraining patches with fresh noise per sample, without Validation-V's images when
+    ``hold_out_val`` (``retrain.hold_out_val``), and V's validator: the search's images, seeded
+    noise and ``data.val_protocol``, so search and retraining curves are on one scale."""
+    train, v = _retrain_split(cfg, hold_out_val)
+    if cfg.dataset in PAIR_DATASETS:
+        sampler, validate = PairPatchSampler(train, cfg.patch_size, cfg.augment), _pair_validator(cfg, v)
+    else:
+        sampler, validate = PatchSampler(train, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip), _image_validator(cfg, v, sigma)
+    return RetrainData(sampler, validate, {"train": len(train), "val": len(v), "val_held_out": hold_out_val})
+
+
+def training_sampler(cfg: DataConfig, sigma: float, hold_out_val: bool = True) -> PatchSampler | PairPatchSampler:
+    """Retraining patches (see :func:`retrain_data`), without building the validator."""
+    train, _ = _retrain_split(cfg, hold_out_val)
+    if cfg.dataset in PAIR_DATASETS:
+        return PairPatchSampler(train, cfg.patch_size, cfg.augment)
+    return PatchSampler(train, sigma, cfg.patch_size, augment=cfg.augment, clip=cfg.clip)
 
 
 def check_data(cfg: DataConfig, splits: Sequence[str] = ("train", "test")) -> None:
@@ -145,6 +201,6 @@ def check_data(cfg: DataConfig, splits: Sequence[str] = ("train", "test")) -> No
     sigma = cfg.sigmas[0]
     if "train" in splits:
         search_data(cfg, sigma, batch_size=1)  # the W / A / V split and the patch size of W and A
-        training_sampler(cfg, sigma)  # retraining crops come from every training image
+        training_sampler(cfg, sigma, hold_out_val=False)  # retraining may crop every training image
     if "test" in splits:
         test_pairs(cfg, sigma, max_images=1)  # decodes (and caches) every test image

@@ -189,3 +189,29 @@ def examples_figure(triples: List[tuple], titles: Optional[List[Any]] = None) ->
             axes[r, c].set_title(name, fontsize=9)
             axes[r, c].axis("off")
     return fig
+
+
+def retrain_curve_figure(curves: Dict[str, Sequence[Dict[str, Any]]], stops: Optional[Dict[str, Optional[str]]] = None) -> Figure:
+    """Retraining validation PSNR against training patches, one line per job (``curves``:
+    label -> points with ``patches`` and ``val_psnr``, as in a model file's ``validation``); a
+    job that the plateau rule stopped early ends in an X, its reason in the legend."""
+    stops = stops or {}
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    top = max((p["patches"] for c in curves.values() for p in c), default=0)
+    scale, unit = (1e6, "M patches") if top >= 1e5 else (1.0, "patches")
+    for label, curve in curves.items():
+        if not curve:
+            continue
+        x = [p["patches"] / scale for p in curve]
+        reason = stops.get(label)
+        line, = ax.plot(x, [p["val_psnr"] for p in curve], "-o", ms=3,
+                        label=f"{label}: stopped early ({reason})" if reason else label)
+        if reason:
+            ax.plot(x[-1], curve[-1]["val_psnr"], "x", ms=9, mew=2, color=line.get_color())
+    ax.set_xlabel(f"training {unit} seen")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title("retraining: validation PSNR on Validation-V", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

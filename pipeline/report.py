@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 from hinas_core.fsutil import atomic_file
 
 from .experiment import ExperimentConfig
+from .retrain_curves import retraining_lines
 
 # HiNAS Table 5, BSD500 gray test-200, PSNR / SSIM (paper protocol).
 PAPER_BSD500 = {
@@ -89,6 +90,7 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
             vs_bm3d = f"{h['psnr_whole'] - b['psnr_whole']:+.2f}" if b and "psnr_whole" in h else "-"
             lines.append(f"| {s:g} | {h.get('psnr_whole', math.nan) - d.get('psnr_whole', math.nan):+.2f} | "
                          f"{h['params'] / d['params']:.2f} | {h['inference_s'] / max(d['inference_s'], 1e-12):.2f} | {vs_bm3d} |")
+    lines += retraining_lines(exp)  # each model's validation curve, and early stops with their reason
     if exp.data.dataset == "bsd500":
         lines += ["", "The paper's numbers (Table 5, BSD500 gray test-200, patch protocol; not re-measured here):", "",
                   "| method | sigma 30 | sigma 50 | sigma 70 |", "| --- | --- | --- | --- |"]

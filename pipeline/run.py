@@ -24,6 +24,7 @@ from .mlflow_tracking import (ABLATION, DATASET, EXPERIMENT, GENOTYPE, KIND, SIG
 from .experiment import ExperimentConfig
 from .faults import kill_point
 from .report import write_report
+from .retrain_curves import FIGURE as RETRAIN_CURVES, complete_run
 from .retrain_stage import run_retrain, run_tags
 from .search_stage import (WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, refuse_failed, run_search,
                            search_dirs)
@@ -138,6 +139,7 @@ def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs
                               {"kind": t["kind"], "width": job["spec"].get("width"), **exp.retrain.to_dict()},
                               end_time=t.get("end")) as run_id:
             tracker.log_metrics(run_id, {"train_seconds": t.get("train_seconds")})
+            complete_run(tracker, run_id, t["label"], t["model"])  # the validation curve, its figure, an early stop
             # An MLflow model around the weights-only file; HiNAS nets also as `hinas-sigma<σ>` versions.
             tracker.log_denoiser(run_id, t["model"], job["spec"].get("in_channels", 1),
                                  register=f"hinas-sigma{t['sigma']:g}" if t["kind"] == "hinas" else None)
@@ -172,6 +174,8 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         trained = run_retrain(exp, jobs, resume=resume, tracking=tracker.trial_spec(parent, common))
         kill_point("retrained")
         _complete_retrain(tracker, parent, exp, jobs, trained, done)
+        if (exp.experiment_dir / RETRAIN_CURVES).is_file():
+            tracker.log_artifact(parent, exp.experiment_dir / RETRAIN_CURVES, "figures")
         failed = [t["label"] for t in trained if not t.get("model")]
         if failed:
             raise RuntimeError(f"retraining produced no model for {failed}")
