@@ -138,6 +138,10 @@ class RetrainConfig:
 
 Validator = Callable[[Callable[[torch.Tensor], torch.Tensor]], Mapping[str, float]]
 
+# Steps that rebuild an optimiser's moments after a compact checkpoint: Adam's second moment
+# averages over about 1 / (1 - 0.999) = 1000 steps; 200 give it a bias-corrected estimate.
+MOMENT_STEPS = 200
+
 
 class Trainer:
     """Trains one model spec on one sampler; call :meth:`run` until :attr:`done`.
@@ -315,6 +319,30 @@ class Trainer:
         # Checkpoints written before validation existed have neither: an empty curve, not stopped.
         self.curve = [dict(p) for p in state.get("curve", [])]
         self.stop_reason = state.get("stop_reason")
+        if self.iteration and not state["opt"].get("state"):
+            self.reestimate_moments()
+
+    def reestimate_moments(self, steps: int = MOMENT_STEPS) -> None:
+        """Rebuild the optimiser's moments (a compact checkpoint drops them, ``hinas state export
+        --compact``) from ``steps`` gradient steps with the learning rate held at 0: Adam's (or
+        SGD's) statistics fill up while the weights stay put. Without them, Adam's first steps
+        after the cut would each move every weight by about the full learning rate. The batches
+        come from a generator of their own, so the job's data order is the one it was cut with;
+        the weights, iteration and curve are unchanged."""
+        rng = np.random.Generator(np.random.PCG64([self.config.seed, self.iteration]))
+        buffers = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm statistics stay put too
+        self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = 0.0
+        for _ in range(min(steps, self.iteration)):
+            noisy, clean = self.sampler.sample(rng, self.config.batch_size)
+            self.step(to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last))
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
+            self.opt.step()
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
 
 
 def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequence[int] = None) -> List[Dict[str, Any]]:

@@ -77,10 +77,18 @@ def test_a_cut_job_moved_by_a_bundle_keeps_its_validation_curve_and_plateau_stat
     moved = trainer()
     with resume_file(None, load_experiment(config, [f"output_dir={tmp_path / 'other'}"]), "retrain", LABEL) as path:
         moved.load_state_dict(load_tensors(path, "retrain checkpoint"))
-    assert moved.curve == cut.curve
+    assert moved.curve == cut.curve and moved.iteration == cut.iteration
+    # --compact drops Adam's moments; the trainer rebuilds them with the weights held still
+    torch.testing.assert_close(moved.model.state_dict(), cut.model.state_dict(), rtol=0, atol=0)
+    assert moved.opt.state  # filled again (a compact bundle carries none)
     while not moved.done:
         moved.run()
-    assert (moved.iteration, moved.stop_reason, moved.curve) == (whole.iteration, whole.stop_reason, whole.curve)
+    if compact:  # not bit-exact after the cut, but the same job: same stop, a curve within 0.5 dB
+        assert (moved.iteration, moved.stop_reason) == (whole.iteration, whole.stop_reason)
+        assert moved.curve[:4] == whole.curve[:4]
+        assert np.allclose([p["val_psnr"] for p in moved.curve], [p["val_psnr"] for p in whole.curve], atol=0.5)
+    else:
+        assert (moved.iteration, moved.stop_reason, moved.curve) == (whole.iteration, whole.stop_reason, whole.curve)
     # The first moment the rule can judge (40 patches: a point 32 patches back) comes after the
     # move; the tiny net gains nothing over that window there, so both stop at iteration 10.
     assert moved.iteration == 10 and moved.stop_reason == "plateau: +0.000 dB over the last 32 patches"
