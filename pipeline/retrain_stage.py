@@ -36,7 +36,7 @@ from .retrain_curves import STOP_TAG, model_meta, write_curves_figure
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import resume_file
-from .trial_run import memory_metrics, open_trial_run
+from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -114,7 +114,7 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
                 run.finish()  # before the last report: Tune may stop the trial inside it
             with tempfile.TemporaryDirectory() as d:
                 torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
-                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"]},
+                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"], UNSENT: run.unsent},
                             checkpoint=tune.Checkpoint.from_directory(d))
     except Exception:
         run.finish("FAILED")
@@ -158,7 +158,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                           failure_config=failure_config(),
-                                          callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop()], verbose=1),
+                                          callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop(), TrackingWatch()], verbose=1),
             )
         for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             label = trial_config(result)["job"]["label"]

@@ -40,7 +40,7 @@ from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
-from .trial_run import memory_metrics, open_trial_run
+from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
@@ -122,7 +122,8 @@ def search_trainable(config: Dict[str, Any]) -> None:
     moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
 
     def report(metrics):
-        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
+        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()},
+                       **{UNSENT: run.unsent})
         with tempfile.TemporaryDirectory() as d:
             torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -210,7 +211,7 @@ def _run_config(exp: ExperimentConfig, name: str):
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=failure_config(),
-        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop()],
+        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop(), TrackingWatch()],
         verbose=1,
     )
 
