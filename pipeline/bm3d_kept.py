@@ -78,8 +78,10 @@ def bm3d_version() -> str:
 
 def bm3d_denoiser(sigma: float) -> Callable:
     """BM3D (the PyPI ``bm3d`` package) as a denoiser callable, told the true noise level."""
-    import bm3d
     import torch
+
+    bm3d_version()  # one clear error when it is not installed
+    import bm3d
 
     def denoise(batch: torch.Tensor) -> torch.Tensor:
         out = [bm3d.bm3d(x[0].double().numpy(), sigma_psd=sigma / 255.0, profile=PROFILE) for x in batch]
@@ -141,7 +143,10 @@ def find_kept(exp: ExperimentConfig, sigma: float, pairs, folder: Optional[Path]
         kept = json.loads(meta.read_text()).get("key")
     except (OSError, ValueError, AttributeError) as exc:
         return None, None, f"{meta} is unreadable ({exc})"
-    why = key_difference(bm3d_key(exp, sigma, pairs), kept)
+    try:
+        why = key_difference(bm3d_key(exp, sigma, pairs), kept)
+    except BM3DMissing as exc:  # the version is part of the key
+        return None, None, str(exc)
     if why:
         return None, None, f"{meta.name} was kept for other inputs ({why})"
     table = pq.read_table(parquet)
