@@ -30,7 +30,7 @@ from hinas_core.lazy import lazy_exports
 _MODULES = {
     ".bsd500": ("BSD500_SPLITS", "load_bsd500"),
     ".errors": ("CacheError", "DatasetError"),
-    ".evaluation": ("EvalResult", "denoise_patchwise", "denoise_whole", "evaluate", "save_results"),
+    ".evaluation": ("EvalResult", "denoise_patchwise", "denoise_whole", "evaluate", "save_results", "to_chw"),
     ".fetch": ("fetch_bsd500",),
     ".images": ("ImageSet", "Pair", "PairSet", "read_image", "to_gray"),
     ".manifest": ("verify_bsd500",),
@@ -50,7 +50,7 @@ __all__ = [
     "SimNoiseParams", "add_gaussian_noise", "build_rain_standin", "build_sim_dataset", "check_sigma",
     "denoise_patchwise", "denoise_whole", "evaluate", "fetch_bsd500", "image_seed", "load_bsd500",
     "load_rain800", "load_sim", "noisy_pairs", "random_crops", "read_image", "sample_set",
-    "save_results", "search_split", "simulate_camera_noise", "to_gray", "verify_bsd500",
+    "save_results", "search_split", "simulate_camera_noise", "to_chw", "to_gray", "verify_bsd500",
 ]
 
 

@@ -7,7 +7,8 @@ noise that is ``noisy / 255`` **unclipped** (so values may leave [0, 1]) - and r
 shape, nominally in [0, 1]. It is called under ``torch.inference_mode()``. Scores: the output is
 scaled by 255, clipped to [0, 255] (not rounded) and compared with the uint8 clean target:
 PSNR in dB (0-255 scale) and SSIM (Wang et al. 2004, Gaussian window) per image, then averaged
-over the set; and the brightness offset: the mean of the (clipped) output minus the mean of the
+over the set (with ``metric="y"``, of the Y channel of YCbCr of RGB images instead, see
+:data:`METRICS`); and the brightness offset: the mean of the (clipped) output minus the mean of the
 clean target, in grey levels (0-255), which a good denoiser keeps near 0.
 
 Protocols
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from hinas_core.metrics import psnr, ssim
+from hinas_core.metrics import psnr, rgb_to_y, ssim
 
 from .errors import DatasetError
 from .fsutil import atomic_file
@@ -43,6 +44,20 @@ from .images import Pair
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 PROTOCOLS = ("patch", "whole")
+# What PSNR/SSIM are computed on. "image": the image as it is (grey, or all RGB channels: PSNR
+# over every value, SSIM averaged over channels). "y": the Y channel of YCbCr of an RGB image
+# (hinas_core.metrics.rgb_to_y, from the estimate clipped to [0, 255]), as the de-raining
+# literature scores Rain800 (docs/DATASETS.md, "Scoring de-raining").
+METRICS = ("image", "y")
+
+
+def score(estimate: torch.Tensor, target: torch.Tensor, metric: str = "image") -> tuple[float, float]:
+    """(PSNR, SSIM) of one ``(C, H, W)`` estimate against its target, both on the 0-255 scale."""
+    if metric == "y":
+        estimate, target = rgb_to_y(estimate.clamp(0, 255)), rgb_to_y(target)
+    elif metric != "image":
+        raise DatasetError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    return float(psnr(estimate, target)[0]), float(ssim(estimate, target)[0])
 
 
 def tile_starts(size: int, patch: int) -> list[int]:
@@ -83,7 +98,8 @@ def denoise_whole(fn: Denoiser, image: torch.Tensor, device: torch.device | str 
     return _call(fn, image[None], device)[0]
 
 
-def _chw(a: np.ndarray) -> torch.Tensor:
+def to_chw(a: np.ndarray) -> torch.Tensor:
+    """An ``(H, W)`` or ``(H, W, C)`` image as a float32 ``(C, H, W)`` tensor (a copy), same scale."""
     t = torch.from_numpy(np.array(a, dtype=np.float32))  # a copy: Pair arrays are read-only
     return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 
@@ -112,7 +128,7 @@ class EvalResult:
 
 def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma: float | None = None,
              patch: int = 64, batch_size: int = 64, device: torch.device | str | None = None,
-             dataset: str | None = None, out: str | os.PathLike | None = None) -> EvalResult:
+             dataset: str | None = None, out: str | os.PathLike | None = None, metric: str = "image") -> EvalResult:
     """Denoise every pair's input with ``fn`` and score it against its target.
 
     Args:
@@ -124,7 +140,10 @@ def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma
         device: where ``fn``'s inputs are sent (outputs come back to the CPU).
         dataset: name for the table (default: the set's ``name`` attribute, if any).
         out: if given, the per-image table is written there as Parquet (atomically).
+        metric: "image" or "y" (:data:`METRICS`); "y" needs RGB pairs.
     """
+    if metric not in METRICS:
+        raise DatasetError(f"unknown metric {metric!r}; choose one of {METRICS}")
     if protocol not in PROTOCOLS:
         raise DatasetError(f"unknown evaluation protocol {protocol!r}; choose one of {PROTOCOLS}")
     if not len(pairs):
@@ -133,15 +152,15 @@ def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma
     rows = []
     with torch.inference_mode():
         for pair in pairs:
-            x = _chw(pair.input) / 255.0
+            x = to_chw(pair.input) / 255.0
             t0 = time.perf_counter()
             y = (denoise_patchwise(fn, x, patch, batch_size, device) if protocol == "patch"
                  else denoise_whole(fn, x, device))
             seconds = time.perf_counter() - t0
-            est, ref = y * 255.0, _chw(pair.target)
+            est, ref = y * 255.0, to_chw(pair.target)
             offset = float(est.clamp(0, 255).double().mean() - ref.double().mean())
-            rows.append({"image": pair.name, "psnr": float(psnr(est, ref)[0]), "ssim": float(ssim(est, ref)[0]),
-                         "offset": offset,
+            p, s = score(est, ref, metric)
+            rows.append({"image": pair.name, "psnr": p, "ssim": s, "offset": offset,
                          "protocol": protocol, "sigma": math.nan if sigma is None else float(sigma),
                          "seconds": seconds, "dataset": dataset})
     table = pa.Table.from_pylist(rows)

@@ -9,9 +9,13 @@ Batch convention: ``(input, target)``, float32 tensors ``(B, C, P, P)`` with val
 Gaussian-noise inputs are ``clean/255 + sigma/255 * N(0, 1)``, unclipped unless ``clip=True``.
 
 Sampling: each patch picks an image uniformly (images have similar sizes), a uniform top-left
-corner, and (with ``augment``) one of the 8 dihedral transforms uniformly (optional transpose,
-horizontal flip, vertical flip): every rotation by k*90 degrees with and without a flip, the
-augmentations the paper lists (Sec. 3.1). Images may differ in size; each must be at least P x P.
+corner, and an augmentation (:data:`AUGMENTS`): ``"d8"`` one of the 8 dihedral transforms
+uniformly (optional transpose, horizontal flip, vertical flip): every rotation by k*90 degrees
+with and without a flip, the augmentations the paper lists for denoising (Sec. 3.1);
+``"hflip"`` a horizontal (left-right) flip with probability 1/2 and nothing else, the paper's
+de-raining augmentation (Sec. 3.4: rotating or flipping upside down would change the direction
+rain falls in); ``"none"``. ``augment=True`` / ``False`` mean ``"d8"`` / ``"none"``. Images may
+differ in size; each must be at least P x P.
 """
 from __future__ import annotations
 
@@ -23,6 +27,17 @@ import torch
 from .errors import DatasetError
 from .images import ImageSet, PairSet
 from .noise import check_sigma
+
+AUGMENTS = ("d8", "hflip", "none")
+
+
+def augment_mode(augment: bool | str) -> str:
+    """``augment`` as one of :data:`AUGMENTS` (True -> "d8", False -> "none")."""
+    if augment is True or augment is False:
+        return "d8" if augment else "none"
+    if augment not in AUGMENTS:
+        raise DatasetError(f"unknown augmentation {augment!r}; choose one of {list(AUGMENTS)}")
+    return augment
 
 
 def _check_sizes(images: Sequence[np.ndarray], names: Sequence[str], patch: int) -> None:
@@ -36,10 +51,11 @@ def _check_sizes(images: Sequence[np.ndarray], names: Sequence[str], patch: int)
 
 
 def random_crops(images: Sequence[np.ndarray], count: int, patch: int, rng: np.random.Generator,
-                 augment: bool = True, partners: Sequence[np.ndarray] | None = None):
+                 augment: bool | str = True, partners: Sequence[np.ndarray] | None = None):
     """``count`` random ``patch x patch`` crops of ``images`` (uint8 ``(H, W)`` or ``(H, W, C)``).
 
     Args:
+        augment: one of :data:`AUGMENTS` or a bool (see the module doc).
         partners: optional images aligned with ``images`` (same shapes); cropped and transformed
             identically (for pairs).
 
@@ -53,7 +69,13 @@ def random_crops(images: Sequence[np.ndarray], count: int, patch: int, rng: np.r
     corners = (rng.random((count, 2)) * (shapes - patch + 1)).astype(np.int64).tolist()
     # The 8 dihedral transforms as 3 bits: transpose, horizontal flip, vertical flip. Views, not
     # np.rot90: its per-call overhead made augmentation cost 4x the crop itself.
-    kinds = rng.integers(0, 8, size=count).tolist() if augment else [0] * count
+    mode = augment_mode(augment)
+    if mode == "d8":
+        kinds = rng.integers(0, 8, size=count).tolist()
+    elif mode == "hflip":  # bit 2 only: a left-right flip, never a transpose or an upside-down flip
+        kinds = (rng.integers(0, 2, size=count) * 2).tolist()
+    else:
+        kinds = [0] * count
     sources = [images] if partners is None else [images, partners]
     outs = [np.empty((count, patch, patch) + src[0].shape[2:], dtype=src[0].dtype) for src in sources]
     for j, ((y, x), k, i) in enumerate(zip(corners, kinds, idx.tolist())):
@@ -83,17 +105,18 @@ class PatchSampler:
         images: clean images, uint8 ``(H, W)`` (or ``(H, W, C)``), e.g. an :class:`ImageSet`.
         sigma: noise standard deviation on the 0-255 scale (> 0).
         patch_size: P (default 64, the paper's).
-        augment: apply one of the 8 rotation/flip variants per patch.
+        augment: ``"d8"`` (or True: one of the 8 rotation/flip variants per patch), ``"hflip"``
+            or ``"none"`` (or False); see the module doc.
         clip: clip noisy inputs to [0, 1] (default False: unclipped, as the noise model says).
     """
 
     def __init__(self, images: ImageSet | Sequence[np.ndarray], sigma: float, patch_size: int = 64,
-                 augment: bool = True, clip: bool = False):
+                 augment: bool | str = True, clip: bool = False):
         self.sigma = check_sigma(sigma)
         self.images = list(images.images if isinstance(images, ImageSet) else images)
         names = images.names if isinstance(images, ImageSet) else [f"#{i}" for i in range(len(self.images))]
         _check_sizes(self.images, names, patch_size)
-        self.patch_size, self.augment, self.clip = patch_size, augment, clip
+        self.patch_size, self.augment, self.clip = patch_size, augment_mode(augment), clip
 
     def sample(self, rng: np.random.Generator, batch_size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch ``(noisy, clean)``, float32 ``(B, C, P, P)`` in [0, 1] (noisy unclipped)."""
@@ -114,13 +137,14 @@ class PatchSampler:
 
 
 class PairPatchSampler:
-    """Random aligned patches of stored (input, target) pairs (SIM, rain): same crop, same transform."""
+    """Random aligned patches of stored (input, target) pairs (SIM, rain): same crop, same transform
+    (``augment`` as for :class:`PatchSampler`)."""
 
-    def __init__(self, pairs: PairSet, patch_size: int = 64, augment: bool = True):
+    def __init__(self, pairs: PairSet, patch_size: int = 64, augment: bool | str = True):
         self.inputs = [p.input for p in pairs]
         self.targets = [p.target for p in pairs]
         _check_sizes(self.targets, pairs.names, patch_size)
-        self.patch_size, self.augment = patch_size, augment
+        self.patch_size, self.augment = patch_size, augment_mode(augment)
 
     def sample(self, rng: np.random.Generator, batch_size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch ``(input, target)``, float32 ``(B, C, P, P)`` in [0, 1]."""

@@ -326,16 +326,36 @@ def replace_ops(genotype: Genotype, mapping: Mapping[str, str]) -> Genotype:
 def rewire(genotype: Genotype) -> Genotype:
     """The same ops with each node's inputs moved (Table 3's R2, "rewired").
 
-    Node i's first kept input becomes the other cell input (h_{l-2} <-> h_{l-1}) when it is
-    one, and the previous node otherwise; deterministic, and always a valid cell.
+    Node i keeps its two ops; the op on its lower input moves to a neighbouring input: the other
+    cell input (h_{l-2} <-> h_{l-1}) when it reads one, else the previous node; when that input is
+    the node's other edge (inputs 0 and 1), to node 0 instead. Node 0 has no other input and stays.
+    So every node after the first changes its wiring: deterministic, and always a valid cell.
+    (The paper shows its R2 only in Fig. 5(d); which edges it moved is not recoverable.)
     """
     cells = []
     for cell in genotype.cells:
         nodes = []
         for i, ((op_a, a), (op_b, b)) in enumerate(cell):
             new_a = 1 - a if a < 2 else a - 1
-            if new_a == b:  # keep two distinct inputs
-                new_a = a
+            if new_a == b:  # inputs (0, 1): the op on h_{l-2} moves to node 0, if there is one
+                new_a = 2 if i >= 1 else a
             nodes.append(sorted([(op_a, new_a), (op_b, b)], key=lambda e: e[1]))
         cells.append(nodes)
     return Genotype(cells, genotype.levels, genotype.widths, {**genotype.provenance, "edit": "rewire"})
+
+
+# Table 3's modified cells (paper Sec. 3.4, Fig. 5(c)/(d)), applied to a found genotype.
+EDITS = {
+    "r1": lambda g: replace_ops(g, {"conv": "def"}),  # R1: every conventional conv becomes a deformable conv
+    "r2": rewire,  # R2: the same ops, connected differently
+}
+
+
+def apply_edit(genotype: Genotype, edit: str | None) -> Genotype:
+    """``genotype`` with Table 3's edit ``r1`` or ``r2`` applied (None: unchanged)."""
+    if edit is None:
+        return genotype
+    try:
+        return EDITS[edit](genotype)
+    except KeyError:
+        raise GenotypeError(f"unknown cell edit {edit!r}; known edits are {sorted(EDITS)}") from None

@@ -10,6 +10,10 @@ Conventions
 * :func:`ssim_map_mean` is the differentiable core used by the training loss (Eq. 8); it takes
   any ``data_range`` and works on ``(B, C, H, W)`` tensors of any float dtype.
 
+Colour images are scored either as they are (PSNR over all pixels and channels, SSIM averaged
+over channels) or, as de-raining papers do, on the Y channel of YCbCr (:func:`rgb_to_y`; which
+one is the data config's ``metric``).
+
 SSIM follows Wang et al. 2004: an 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma as
 scikit-image does), K1 = 0.01, K2 = 0.03, population (not sample) covariances, averaged over the
 "valid" region, i.e. the pixels at least 5 away from every border.
@@ -101,6 +105,31 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"PSNR needs equal shapes, got {tuple(est.shape)} and {tuple(ref.shape)}")
     mse = (est - ref).pow(2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(255.0**2 / mse)
+
+
+# ITU-R BT.601 Y of YCbCr for RGB on the 0-255 scale, as MATLAB's rgb2ycbcr computes it for
+# double images (Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1]), not rounded:
+# the Y channel on which de-raining papers score PSNR/SSIM (e.g. PReNet's statistic/statistic_rain*.m:
+# rgb2ycbcr(im2double(...)), channel 1). Y spans [16, 235].
+Y_OFFSET = 16.0
+Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+
+
+def rgb_to_y(rgb: torch.Tensor) -> torch.Tensor:
+    """Y of YCbCr (BT.601, studio range) of RGB images on the 0-255 scale.
+
+    Args:
+        rgb: ``(3, H, W)`` or ``(B, 3, H, W)``, values in [0, 255] (clip an estimate first).
+
+    Returns:
+        ``(1, H, W)`` or ``(B, 1, H, W)`` in float64, values in [16, 235].
+    """
+    x = _as_bchw(rgb)
+    if x.shape[1] != 3:
+        raise ValueError(f"rgb_to_y needs 3 channels (RGB), got {x.shape[1]} in {tuple(rgb.shape)}")
+    w = torch.tensor(Y_WEIGHTS, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    y = Y_OFFSET + (x.double() * w).sum(dim=1, keepdim=True)
+    return y if rgb.dim() == 4 else y[0]
 
 
 def psnr_from_mse(mse: float, data_range: float = 255.0) -> float:

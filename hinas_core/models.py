@@ -3,7 +3,8 @@
 A *model spec* is a small JSON-able dict that rebuilds the network alone:
 
 * ``{"kind": "hinas", "genotype": {...}, "width": 18, "in_channels": 1, "activation": "relu",
-  "output": "sigmoid"}`` - the network derived from a genotype (:func:`build_network`);
+  "output": "sigmoid"}`` - the network derived from a genotype (:func:`build_network`); with
+  ``"aspp": true``, an ASPP block in its end part (absent means false);
 * ``{"kind": "dncnn", "depth": 17, "width": 64, "in_channels": 1}`` - the DnCNN baseline.
 
 A model file (:func:`save_model`) holds the spec, the weights and free-form metadata, as plain
@@ -39,15 +40,18 @@ def _hinas(spec: Mapping[str, Any]) -> nn.Module:
         genotype = Genotype.from_dict(spec["genotype"])
     except GenotypeError as exc:
         raise ModelError(f"model spec: {exc}") from None
+    if not isinstance(spec.get("aspp", False), bool):
+        raise ModelError(f"model spec: aspp: expected true or false, got {spec['aspp']!r}")
     return build_network(genotype, width=spec.get("width"), in_channels=spec.get("in_channels", 1),
-                         activation=spec.get("activation", "relu"), output=spec.get("output", "sigmoid"))
+                         activation=spec.get("activation", "relu"), output=spec.get("output", "sigmoid"),
+                         aspp=spec.get("aspp", False))
 
 
 def _dncnn(spec: Mapping[str, Any]) -> nn.Module:
     return DnCNN(depth=spec.get("depth", 17), width=spec.get("width", 64), in_channels=spec.get("in_channels", 1))
 
 
-MODELS = {"hinas": (_hinas, {"kind", "genotype", "width", "in_channels", "activation", "output"}),
+MODELS = {"hinas": (_hinas, {"kind", "genotype", "width", "in_channels", "activation", "output", "aspp"}),
           "dncnn": (_dncnn, {"kind", "depth", "width", "in_channels"})}
 
 
@@ -69,20 +73,22 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
 
 
 def hinas_spec(genotype: Genotype, width: Optional[int] = None, target_params: Optional[int] = None,
-               in_channels: int = 1, activation: str = "relu", output: str = "sigmoid") -> Dict[str, Any]:
+               in_channels: int = 1, activation: str = "relu", output: str = "sigmoid",
+               aspp: bool = False) -> Dict[str, Any]:
     """A spec for a genotype's network; with ``target_params``, the width whose network is closest."""
     if target_params:
-        width = calibrate_width(genotype, target_params, in_channels, activation, output)
-    return {"kind": "hinas", "genotype": genotype.to_dict(), "width": width, "in_channels": in_channels,
+        width = calibrate_width(genotype, target_params, in_channels, activation, output, aspp=aspp)
+    spec = {"kind": "hinas", "genotype": genotype.to_dict(), "width": width, "in_channels": in_channels,
             "activation": activation, "output": output}
+    return {**spec, "aspp": True} if aspp else spec  # without ASPP, the spec every earlier model file has
 
 
 def calibrate_width(genotype: Genotype, target_params: int, in_channels: int = 1,
-                    activation: str = "relu", output: str = "sigmoid", max_width: int = 256) -> int:
+                    activation: str = "relu", output: str = "sigmoid", max_width: int = 256, aspp: bool = False) -> int:
     """The level-0 width whose derived network has the parameter count closest to the target."""
     def params(w: int) -> int:
         return count_parameters(build_network(genotype, width=w, in_channels=in_channels,
-                                              activation=activation, output=output))
+                                              activation=activation, output=output, aspp=aspp))
     lo, hi = 1, max_width  # parameters grow with width: bisect for the first width >= target
     while lo < hi:
         mid = (lo + hi) // 2

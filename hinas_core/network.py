@@ -27,6 +27,39 @@ def _key(*parts: int) -> str:
     return "_".join(str(p) for p in parts)
 
 
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling in the end part (paper Fig. 2 right and Fig. 5(a) draw an
+    ASPP block before the last conv; the text says conv). The block of the official code's
+    ``ASPPModule`` (DeepLab v3+): a 1x1 branch and one separable 3x3 branch per atrous rate
+    (depthwise dilated conv -> BN -> act -> 1x1 conv -> BN -> act), no image pooling (its
+    denoising decoder passes ``use_gap=False``), concatenated and fused by 1x1 conv -> BN -> act.
+    Each branch narrows to ``b = C // 4`` channels, as DeepLab's ASPP narrows its input (2048 ->
+    256): with ``b = C`` the block alone would hold more weights than the 0.63 M network.
+
+    ``(B, C, H, W) -> (B, b, H, W)``. Parameters: ``4 C b + 4 b^2 + 27 C`` conv weights plus
+    ``6 C + 10 b`` in its eight BatchNorms.
+    """
+
+    RATES = (2, 4, 6)  # the official code's MODEL.ASPP_RATES
+
+    def __init__(self, channels: int, act: str = "relu"):
+        super().__init__()
+        c, b = channels, max(1, channels // 4)
+        self.out_channels = b
+
+        def bn_act(n: int) -> List[nn.Module]:
+            return [nn.BatchNorm2d(n), activation(act)]
+
+        self.branches = nn.ModuleList([nn.Sequential(nn.Conv2d(c, b, 1, bias=False), *bn_act(b))])
+        for r in self.RATES:
+            self.branches.append(nn.Sequential(nn.Conv2d(c, c, 3, padding=r, dilation=r, groups=c, bias=False), *bn_act(c),
+                                               nn.Conv2d(c, b, 1, bias=False), *bn_act(b)))
+        self.fuse = nn.Sequential(nn.Conv2d(b * len(self.branches), b, 1, bias=False), *bn_act(b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))
+
+
 class Topology(nn.Module):
     """Start part -> L layers of cells on a lattice -> end part.
 
@@ -39,10 +72,13 @@ class Topology(nn.Module):
         in_channels: image channels.
         act: activation name for the 1x1 input convs and the stem.
         output: ``sigmoid``, ``residual`` or ``linear``.
+        aspp: an :class:`ASPP` block between the concatenated last layer and the end conv
+            (the derived network of Fig. 2 right; the supernet of Fig. 2 left has none).
     """
 
     def __init__(self, lattice: Lattice, widths, num_nodes: int, make_cell: Callable[[int, int], Cell],
-                 cell_sharing: bool = True, in_channels: int = 1, act: str = "relu", output: str = "sigmoid"):
+                 cell_sharing: bool = True, in_channels: int = 1, act: str = "relu", output: str = "sigmoid",
+                 aspp: bool = False):
         super().__init__()
         self.lattice = lattice
         self.widths = tuple(widths)
@@ -76,6 +112,9 @@ class Topology(nn.Module):
                     self.cells[_key(layer, level)] = make_cell(layer, c)
         last = lattice.num_layers - 1
         end_in = sum(out_channels(last, s) for s in lattice.present[last])
+        self.aspp = ASPP(end_in, act) if aspp else None
+        if self.aspp is not None:
+            end_in = self.aspp.out_channels
         self.end = nn.Conv2d(end_in, in_channels, 3, padding=1)
         if output == "residual":
             # The network starts as the identity (it returns its noisy input) and learns the
@@ -115,7 +154,8 @@ class Topology(nn.Module):
                     outs = [self.cells[_key(layer, level, s)](s0, f, w) for s, f, _ in inputs]
                     cur[level] = sum(o if b is None else b * o for o, (_, _, b) in zip(outs, inputs))
             prev2, prev1 = prev1, cur
-        y = self.end(torch.cat([prev1[s] for s in sorted(prev1)], dim=1))
+        y = torch.cat([prev1[s] for s in sorted(prev1)], dim=1)
+        y = self.end(y if self.aspp is None else self.aspp(y))
         if self.output == "sigmoid":
             return torch.sigmoid(y)
         if self.output == "residual":
@@ -194,7 +234,7 @@ class Supernet(nn.Module):
 
 
 def build_network(genotype: Genotype, width: Optional[int] = None, in_channels: int = 1,
-                  activation: str = "relu", output: str = "sigmoid") -> Topology:
+                  activation: str = "relu", output: str = "sigmoid", aspp: bool = False) -> Topology:
     """The retrainable denoiser of a genotype.
 
     Args:
@@ -202,6 +242,7 @@ def build_network(genotype: Genotype, width: Optional[int] = None, in_channels: 
         width: channels per node at level 0; the other levels keep the genotype's ratios
             (e.g. ``width=20`` turns widths 10/20/40 into 20/40/80). None keeps the
             genotype's widths.
+        aspp: an ASPP block in the end part (:class:`ASPP`).
     """
     widths = genotype.widths
     if width is not None:
@@ -211,7 +252,7 @@ def build_network(genotype: Genotype, width: Optional[int] = None, in_channels: 
     lattice = Lattice.path(genotype.levels, len(widths))
     return Topology(lattice, widths, genotype.num_nodes,
                     lambda layer, c: derived_cell(c, genotype.cell(layer), activation),
-                    cell_sharing=True, in_channels=in_channels, act=activation, output=output)
+                    cell_sharing=True, in_channels=in_channels, act=activation, output=output, aspp=aspp)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -5,13 +5,19 @@ number of iterations given by the config (paper: 600k). The paper prints an init
 0.05 for Adam; the official code uses SGD 0.05 with poly decay. Both are switches here; the
 default is Adam 1e-3 with poly decay, since Adam at 0.05 is far above its usual range.
 :class:`Trainer` owns its full state so training resumes exactly from any checkpoint.
+
+Validation: given a ``validate`` callable (the pipeline passes the search's Validation-V, held
+out of the training patches), the trainer scores its model every ``validate_every``
+iterations and at its last one, keeps the points as its *curve* (iteration, patches,
+val_psnr, val_ssim) in its checkpointed state, and with ``plateau`` set stops early once the
+curve has plateaued (:mod:`hinas_core.plateau`), recording why.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,8 +27,9 @@ from .loss import HiNASLoss
 from .models import build_model
 from .network import count_parameters
 from .ops import configure_dcn
+from .plateau import PlateauConfig, plateau_reason
 from .search import Sampler
-from .steps import PRECISIONS, GradStep, autotune_convolutions, to_device
+from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, to_device
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
@@ -50,6 +57,17 @@ class RetrainConfig:
             precision, channels_last and compile are GPU speed switches, ignored on CPU (where
             compiling takes minutes and bf16 is slower), so one config serves both.
         warmup: iterations of linear learning-rate warm-up from 0 (0 = none).
+        validate_every: iterations between two validations (None = ``report_every``; 0 = no
+            validation); the last iteration is always validated. Needs a ``validate`` callable
+            (the pipeline's: Validation-V, see ``hold_out_val``).
+        plateau: stop early once the validation PSNR has plateaued
+            (:class:`hinas_core.plateau.PlateauConfig`: ``min_gain_db``, ``window_patches``);
+            None (default) trains every iteration.
+        hold_out_val: the pipeline trains on Train-W + Train-A only, leaving the search's
+            Validation-V out of the training patches, and validates on V (the search's images,
+            seeded noise and ``data.val_protocol``). False trains on every training image, V
+            included (the behaviour before validation existed); V is still scored, but then it
+            measures fit, not generalisation. Read by :mod:`hinas.pipeline.data`, not here.
     """
 
     iterations: int = 600_000
@@ -68,8 +86,18 @@ class RetrainConfig:
     channels_last: bool = False
     compile: bool = False
     warmup: int = 0
+    validate_every: Optional[int] = None
+    plateau: Optional[PlateauConfig] = None
+    hold_out_val: bool = True
 
     def __post_init__(self):
+        v = self.validate_every
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ConfigError(f"retrain.validate_every: expected an integer >= 0 (0 = no validation) or null, got {v!r}")
+        if self.plateau is not None and not isinstance(self.plateau, PlateauConfig):
+            object.__setattr__(self, "plateau", PlateauConfig.from_dict(self.plateau))
+        if self.plateau is not None and self.val_every == 0:
+            raise ConfigError("retrain.plateau needs validation, but retrain.validate_every is 0")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", int):
@@ -102,13 +130,34 @@ class RetrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def val_every(self) -> int:
+        """Iterations between two validations (0 = none)."""
+        return self.report_every if self.validate_every is None else self.validate_every
+
+
+Validator = Callable[[Callable[[torch.Tensor], torch.Tensor]], Mapping[str, float]]
+
+# Steps that rebuild an optimiser's moments after a compact checkpoint: Adam's second moment
+# averages over about 1 / (1 - 0.999) = 1000 steps; 200 give it a bias-corrected estimate.
+MOMENT_STEPS = 200
+
 
 class Trainer:
-    """Trains one model spec on one sampler; call :meth:`run` until :attr:`done`."""
+    """Trains one model spec on one sampler; call :meth:`run` until :attr:`done`.
+
+    ``validate``: scores a denoiser (``(B, C, H, W)`` in [0, 1] -> same) and returns at least
+    ``{"psnr", "ssim"}``; None: no validation (then ``config.plateau`` is an error).
+    """
 
     def __init__(self, spec: Mapping[str, Any], config: RetrainConfig, sampler: Sampler,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", validate: Optional[Validator] = None):
+        if config.plateau is not None and (validate is None or config.val_every == 0):
+            raise ValueError("retrain.plateau needs validation: pass a validate callable and keep validate_every > 0")
         self.spec, self.config, self.sampler = dict(spec), config, sampler
+        self.validate = validate
+        self.curve: List[Dict[str, Any]] = []  # one point per validation: iteration, patches, val_psnr, val_ssim
+        self.stop_reason: Optional[str] = None  # set when the plateau rule stopped the job early
         self.device = torch.device(device)
         autotune_convolutions(self.device)
         torch.manual_seed(config.seed)
@@ -138,7 +187,12 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.iteration >= self.config.iterations
+        return self.iteration >= self.config.iterations or self.stop_reason is not None
+
+    @property
+    def patches(self) -> int:
+        """Training patches seen so far."""
+        return self.iteration * self.config.batch_size
 
     def lr_at(self, it: int) -> float:
         c = self.config
@@ -169,19 +223,74 @@ class Trainer:
         return losses
 
     def _todo(self, iterations: Optional[int]) -> int:
+        if self.stop_reason is not None:
+            return 0
         return min(iterations or self.config.report_every, self.config.iterations - self.iteration)
 
     def _metrics(self, n: int, mean_loss: float, seconds: float) -> Dict[str, Any]:
-        return {"iteration": self.iteration, "train_loss": mean_loss,
-                "lr": self.lr_at(self.iteration), "patches_per_s": n * self.config.batch_size / max(seconds, 1e-9),
-                "seconds": seconds, "params": self.params, "done": self.done}
+        out = {"iteration": self.iteration, "train_loss": mean_loss,
+               "lr": self.lr_at(self.iteration), "patches_per_s": n * self.config.batch_size / max(seconds, 1e-9),
+               "seconds": seconds, "params": self.params, "done": self.done, "patches_seen": self.patches}
+        if self.curve:
+            out.update(val_psnr=self.curve[-1]["val_psnr"], val_ssim=self.curve[-1]["val_ssim"],
+                       best_val_psnr=max(p["val_psnr"] for p in self.curve))
+        if self.stop_reason is not None:
+            out["stop_reason"] = self.stop_reason
+        return out
+
+    def _validating(self) -> bool:
+        return self.validate is not None and self.config.val_every > 0
+
+    def _validation_due(self) -> bool:
+        """At every multiple of ``validate_every`` and at the last iteration, once."""
+        if not self._validating() or self.iteration == 0 or (self.curve and self.curve[-1]["iteration"] == self.iteration):
+            return False
+        return self.iteration % self.config.val_every == 0 or self.iteration >= self.config.iterations
+
+    def validate_now(self) -> Dict[str, Any]:
+        """Score the model on the validation data, add the point to :attr:`curve`, apply the
+        plateau rule; returns the point.
+
+        The eager model runs in eval mode under ``no_grad``, in float32 (no autocast, whatever
+        ``precision`` says: the curve scores the weights as the saved model will be scored).
+        Never the compiled model: it is compiled with ``dynamic=False`` for the training batch,
+        so each validation batch shape (a remainder batch of tiles, every image size of the
+        whole-image protocol) and eval-mode BatchNorm would recompile it (in NHWC too); and it
+        runs outside the CUDA graph, which replays only the training step. The eager model
+        shares the parameters, so it scores the very weights being trained. Validation draws no
+        random numbers, so it leaves the training trajectory unchanged.
+        """
+        scores = self.validate(self.denoiser())
+        point = {"iteration": self.iteration, "patches": self.patches,
+                 "val_psnr": float(scores["psnr"]), "val_ssim": float(scores["ssim"])}
+        self.curve.append(point)
+        if self.config.plateau is not None and self.iteration < self.config.iterations:  # the budget's end is no early stop
+            self.stop_reason = plateau_reason([(p["patches"], p["val_psnr"]) for p in self.curve], self.config.plateau)
+        return point
 
     def run(self, iterations: Optional[int] = None) -> Dict[str, Any]:
-        """Train ``iterations`` steps (default ``report_every``, never past the total); return metrics."""
+        """Train ``iterations`` steps (default ``report_every``, never past the total), validating
+        whenever one is due (see :meth:`validate_now`); return the metrics, with
+        ``validations``: the curve points added by this call. A plateau stop ends the call early.
+        ``seconds`` and ``patches_per_s`` count training only; ``val_seconds`` the validations."""
         t0 = time.perf_counter()
-        losses = self.steps(self._todo(iterations))
+        todo, losses, points, val_seconds = self._todo(iterations), [], [], 0.0
+        while todo > 0:
+            n = todo
+            if self._validating():  # stop at the next validation point
+                n = min(n, self.config.val_every - self.iteration % self.config.val_every)
+            losses += self.steps(n)
+            todo -= n
+            if self._validation_due():
+                _sync(self.device)  # the training steps' time is not the validation's
+                v0 = time.perf_counter()
+                points.append(self.validate_now())
+                val_seconds += time.perf_counter() - v0
+                if self.stop_reason is not None:
+                    break
         mean_loss = _mean(losses)  # reading it waits for the GPU: the time covers its work
-        return self._metrics(len(losses), mean_loss, time.perf_counter() - t0)
+        metrics = self._metrics(len(losses), mean_loss, time.perf_counter() - t0 - val_seconds)
+        return {**metrics, "val_seconds": val_seconds, "validations": points}
 
     def denoiser(self):
         """The model as an evaluation callable: ``(B, C, H, W)`` in [0, 1] -> same, on the CPU."""
@@ -196,7 +305,8 @@ class Trainer:
     def state_dict(self) -> Dict[str, Any]:
         return {"format": 1, "spec_kind": self.spec["kind"], "config": self.config.to_dict(), "iteration": self.iteration,
                 "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": self.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), "curve": [dict(p) for p in self.curve],
+                "stop_reason": self.stop_reason}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != 1 or state.get("spec_kind") != self.spec["kind"]:
@@ -204,8 +314,35 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        # Checkpoints written before validation existed have neither: an empty curve, not stopped.
+        self.curve = [dict(p) for p in state.get("curve", [])]
+        self.stop_reason = state.get("stop_reason")
+        if self.iteration and not state["opt"].get("state"):
+            self.reestimate_moments()
+
+    def reestimate_moments(self, steps: int = MOMENT_STEPS) -> None:
+        """Rebuild the optimiser's moments (a compact checkpoint drops them, ``hinas state export
+        --compact``) from ``steps`` gradient steps with the learning rate held at 0: Adam's (or
+        SGD's) statistics fill up while the weights stay put. Without them, Adam's first steps
+        after the cut would each move every weight by about the full learning rate. The batches
+        come from a generator of their own, so the job's data order is the one it was cut with;
+        the weights, iteration and curve are unchanged."""
+        rng = np.random.Generator(np.random.PCG64([self.config.seed, self.iteration]))
+        buffers = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm statistics stay put too
+        self.model.train()
+        for group in self.opt.param_groups:
+            group["lr"] = 0.0
+        for _ in range(min(steps, self.iteration)):
+            noisy, clean = self.sampler.sample(rng, self.config.batch_size)
+            self.step(to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last))
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
+            self.opt.step()
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
 
 
 def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequence[int] = None) -> List[Dict[str, Any]]:
@@ -216,7 +353,8 @@ def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequen
     trainer keeps its own sampler, RNG and state, so every model trains exactly as it would
     alone (same batches, same updates), and checkpoints stay per model. Off CUDA the models
     simply take turns. ``iterations``: one count for all, or one per trainer (e.g. equal patches
-    at different batch sizes). Returns each trainer's metrics, as :meth:`Trainer.run` would.
+    at different batch sizes). Returns each trainer's metrics, as :meth:`Trainer.run` would,
+    without validating (its callers, the benchmarks, score the models themselves).
     """
     counts = list(iterations) if isinstance(iterations, Sequence) else [iterations] * len(trainers)
     todo = [t._todo(n) for t, n in zip(trainers, counts)]
@@ -240,6 +378,11 @@ def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequen
     means = [_mean(ls) for ls in losses]
     seconds = time.perf_counter() - t0
     return [t._metrics(len(ls), m, seconds) for t, ls, m in zip(trainers, losses, means)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _mean(losses: List[torch.Tensor]) -> float:

@@ -30,7 +30,7 @@ from .loss import HiNASLoss
 from .metrics import VAL_PSNR, VAL_SSIM
 from .network import Supernet
 from .ops import NONE
-from .steps import PRECISIONS, GradStep, autotune_convolutions, graph_pool, to_device
+from .steps import PRECISIONS, GradStep, autotune_convolutions, graph_pool, restore_rng, to_device
 
 
 class Sampler(Protocol):
@@ -302,9 +302,7 @@ class Searcher:
         self.a_opt.load_state_dict(state["a_opt"])
         self.schedule.load_state_dict(state["schedule"])
         self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_rng(state["torch_rng"], state["cuda_rng"])
         self.rule = EarlyStopRule.from_state(state["rule"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])

@@ -35,6 +35,17 @@ def autotune_convolutions(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def restore_rng(torch_rng: torch.Tensor, cuda_rng: Sequence[torch.Tensor] = ()) -> None:
+    """Set torch's CPU (and, when there is a GPU, CUDA) generator states from a checkpoint.
+
+    A checkpoint loaded with ``map_location`` on a GPU brings its RNG states there too, and the
+    generators take only CPU byte tensors, so they are moved back first.
+    """
+    torch.set_rng_state(torch_rng.to("cpu", torch.uint8))
+    if len(cuda_rng) and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in cuda_rng])
+
+
 def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """A batch on ``device`` (asynchronously), in NHWC when ``channels_last``."""
     x = x.to(device, non_blocking=True)

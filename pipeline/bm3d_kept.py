@@ -110,7 +110,10 @@ def bm3d_key(exp: ExperimentConfig, sigma: float, pairs) -> Dict[str, Any]:
             "names_sha256": names.hexdigest(), "pairs_sha256": data.hexdigest(), "sigma": float(sigma),
             "noise_seed": exp.data.noise_seed, "clip": exp.data.clip, "crop": exp.evaluate.crop,
             "max_images": exp.evaluate.max_images, "protocol": "whole", "bm3d": bm3d_version(),
-            "call": {"function": "bm3d.bm3d", "sigma_psd": float(sigma) / 255.0, "profile": PROFILE}}
+            "call": {"function": "bm3d.bm3d", "sigma_psd": float(sigma) / 255.0, "profile": PROFILE},
+            # What PSNR/SSIM are taken on; named only when not the image itself, so the files
+            # kept before data.metric existed (all on the image) keep their key.
+            **({"metric": exp.data.metric} if exp.data.metric != "image" else {})}
 
 
 def result_from_table(table: pa.Table) -> EvalResult:
@@ -161,16 +164,17 @@ _WORK: Dict[str, Any] = {}
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_worker(sigma: float, dataset: str) -> None:
+def _init_worker(sigma: float, dataset: str, metric: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _WORK.update(denoise=bm3d_denoiser(sigma), sigma=sigma, dataset=dataset)
+    _WORK.update(denoise=bm3d_denoiser(sigma), sigma=sigma, dataset=dataset, metric=metric)
 
 
 def _score(pair) -> Dict[str, Any]:
     """One image's row, computed exactly as the evaluate stage's BM3D path computes it."""
-    r = evaluate(_WORK["denoise"], [pair], protocol="whole", sigma=_WORK["sigma"], dataset=_WORK["dataset"])
+    r = evaluate(_WORK["denoise"], [pair], protocol="whole", sigma=_WORK["sigma"], dataset=_WORK["dataset"],
+                 metric=_WORK["metric"])
     return r.table.to_pylist()[0]
 
 
@@ -229,7 +233,7 @@ def compute_kept(exp: ExperimentConfig, sigma: float, processes: int = 1, folder
     # parallelism, and a forked copy of a process that ran torch can hang in OpenMP.
     with _one_thread_each(), ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_init_worker,
-                                                 initargs=(float(sigma), exp.data.dataset)) as pool:
+                                                 initargs=(float(sigma), exp.data.dataset, exp.data.metric)) as pool:
         for i, row in zip(todo, pool.map(_score, [pairs[i] for i in todo])):
             with atomic_file(_row_file(partial, i)) as tmp:
                 tmp.write_text(json.dumps(row))

@@ -62,6 +62,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     exp = _load(args, "search", splits=("train",))
     if exp is None:
         return 2
+    if exp.derive.from_genotype:
+        print(f"hinas search: this config has no search: derive.from_genotype ({exp.derive.from_genotype}) gives its "
+              "genotype; use `hinas run`, or --set derive.from_genotype=null to search", file=sys.stderr)
+        return 2
     exists = any((exp.experiment_dir / n).exists() for n in (*search_dirs(exp), "imported"))  # imported: a state bundle
     code = _start_or_refuse(exp, args, "search", exists)
     if code:
@@ -186,6 +190,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args, "run")
     if exp is None:
         return 2
+    if exp.derive.from_genotype:  # checked before the experiment folder is made
+        from .derive_stage import given_genotypes
+
+        try:
+            given_genotypes(exp)
+        except ValueError as exc:  # GenotypeError
+            print(f"hinas run: {exc}", file=sys.stderr)
+            return 2
     code = _start_or_refuse(exp, args, "run", exp.experiment_dir.exists())
     if code:
         return code
@@ -220,7 +232,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     jobs = retrain_jobs(exp, {float(s): Path(args.genotype) for s in sigmas})
     rows = run_retrain(exp, jobs)
     for r in rows:
-        print(f"{r['label']:32s} {r['status']:8s} {r.get('model') or '-'}")
+        print(f"{r['label']:32s} {r['status']:8s} {r.get('model') or '-'}"
+              + (f"  (stopped early: {r['stop_reason']})" if r.get("stop_reason") else ""))
     return 0 if all(r.get("model") for r in rows) else 1
 
 

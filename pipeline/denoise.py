@@ -279,6 +279,20 @@ def load_denoiser(path: str):
     return fold_batchnorm(model).to(memory_format=torch.channels_last), spec, meta
 
 
+def check_channels(spec: dict, pixels: np.ndarray, model: str, src) -> None:
+    """Refuse, with one line, a photo the model cannot take: a grey model denoises grey and (per
+    opponent channel) colour photos; a colour model (``in_channels`` 3, trained on RGB such as
+    de-raining) only colour ones - a grey photo is not what it learnt, so it is not guessed at."""
+    from hinas_core.models import ModelError
+
+    channels = spec.get("in_channels", 1)
+    if channels not in (1, 3):
+        raise ModelError(f"model file {model!r} takes {channels}-channel images; hinas denoise handles 1 (grey) or 3 (RGB)")
+    if channels == 3 and pixels.ndim == 2:
+        raise PhotoError(f"{src} is a grey photo; model file {model!r} takes colour (RGB) images "
+                         "(convert the photo to RGB, or use a grey model)")
+
+
 def denoise_file(src, dst, sigma=None, model: Optional[str] = None, say: Callable[[str], None] = print) -> str:
     """Denoise the photo ``src`` into the PNG ``dst``; returns a one-line summary.
 
@@ -297,14 +311,13 @@ def denoise_file(src, dst, sigma=None, model: Optional[str] = None, say: Callabl
         net, spec, meta = load_denoiser(shipped_model(max(estimated, 1e-3), lambda _: None))
         say(f"estimated noise sigma {estimated:.1f} (0-255 scale); using the shipped model for sigma "
             f"{meta.get('sigma', '?'):g}")
-    if spec.get("in_channels", 1) == 3:  # a colour model: RGB straight in (a grey photo as R = G = B)
+    check_channels(spec, photo.pixels, model or "the shipped model", src)
+    if spec.get("in_channels", 1) == 3:  # a colour model (e.g. de-raining): RGB straight in
         import torch
 
-        rgb = photo.pixels if photo.pixels.ndim == 3 else np.repeat(photo.pixels[..., None], 3, axis=-1)
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+        x = torch.from_numpy(np.ascontiguousarray(photo.pixels.transpose(2, 0, 1)))[None]
         with torch.inference_mode():
-            y = tiled(net, x.contiguous(memory_format=torch.channels_last))[0].permute(1, 2, 0).numpy()
-        photo.pixels = y if photo.pixels.ndim == 3 else y.mean(axis=-1)
+            photo.pixels = tiled(net, x.contiguous(memory_format=torch.channels_last))[0].permute(1, 2, 0).numpy()
     elif photo.pixels.ndim == 3:
         photo.pixels = denoise_rgb(lambda c: denoise_gray(net, c), photo.pixels)
     else:

@@ -18,14 +18,14 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from hinas.datasets import evaluate, save_results
+from hinas.datasets import evaluate, save_results, to_chw
 from hinas_core.fsutil import atomic_file
 from hinas_core.models import load_model
 from hinas_core.network import count_parameters
 
 from .bm3d_kept import bm3d_denoiser, find_kept
 from .data import test_pairs
-from .experiment import ExperimentConfig
+from .experiment import PAIR_DATASETS, ExperimentConfig
 from .faults import kill_point
 
 
@@ -38,7 +38,7 @@ def inference_seconds(model, pairs, device, repeats: int = 3, enough_s: float = 
     ``repeats`` timed passes (fewer once ``enough_s`` seconds are spent, so a long test set is
     timed once), after a warm-up call on one image of each distinct size: a first call of a
     shape pays for allocations and kernel selection, which is not inference."""
-    xs = [torch.from_numpy(np.array(p.input, dtype=np.float32))[None, None] / 255 for p in pairs]
+    xs = [to_chw(p.input)[None] / 255 for p in pairs]
     times = []
     with torch.inference_mode():
         for x in {tuple(x.shape): x for x in xs}.values():
@@ -58,7 +58,7 @@ def inference_seconds(model, pairs, device, repeats: int = 3, enough_s: float = 
 def noisy_scores(exp: ExperimentConfig, sigma: float) -> Dict[str, float]:
     """PSNR / SSIM of the noisy test images themselves (what every model of ``sigma`` is given)."""
     pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
-    r = evaluate(lambda x: x, pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset)
+    r = evaluate(lambda x: x, pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset, metric=exp.data.metric)
     return {"noisy_psnr": r.psnr, "noisy_ssim": r.ssim}
 
 
@@ -74,10 +74,10 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
         return model(batch.to(device)).float().cpu()
 
     row: Dict[str, Any] = {"label": label, "kind": spec["kind"], "sigma": sigma, "params": count_parameters(model),
-                           "images": len(pairs), "dataset": exp.data.dataset, "model": str(model_file)}
+                           "images": len(pairs), "dataset": exp.data.dataset, "test_set": pairs.name, "model": str(model_file)}
     results = []
     for protocol in exp.evaluate.protocols:
-        r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset)
+        r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset, metric=exp.data.metric)
         results.append(r)
         row[f"psnr_{protocol}"], row[f"ssim_{protocol}"], row[f"offset_{protocol}"] = r.psnr, r.ssim, r.offset
     row["inference_s"] = inference_seconds(model, pairs, device)
@@ -86,25 +86,28 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results(results, out_dir / f"{label}.parquet")
         if exp.evaluate.examples:
+            noise = None if exp.data.dataset in PAIR_DATASETS else sigma  # stored pairs: no sigma to show
             row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png",
-                                                label, sigma))
+                                                label, noise, exp.data.metric))
     return row
 
 
-def save_examples(denoise, pairs, path: Path, label: str = "", sigma: Optional[float] = None) -> Path:
-    """A noisy / denoised / clean picture of the first test images (whole-image protocol),
-    each panel titled with its PSNR, the denoised one also with the model and sigma."""
+def save_examples(denoise, pairs, path: Path, label: str = "", sigma: Optional[float] = None,
+                  metric: str = "image") -> Path:
+    """A noisy / denoised / clean picture of the first test images (whole-image protocol, grey or
+    RGB), each panel titled with its PSNR (on ``metric``), the denoised one also with the model and sigma."""
     from hinas.datasets import denoise_whole
-    from hinas_core.metrics import psnr
+    from hinas.datasets.evaluation import score
 
     from .figures import examples_figure, save_png
 
     triples, titles = [], []
     for pair in pairs:
-        x = torch.from_numpy(np.array(pair.input, dtype=np.float32))[None] / 255
-        y = denoise_whole(denoise, x)[0].numpy() * 255
-        ref = torch.from_numpy(np.array(pair.target, dtype=np.float32))
-        db = [float(psnr(torch.from_numpy(np.array(a, dtype=np.float32)), ref)[0]) for a in (pair.input, y)]
+        x = to_chw(pair.input) / 255
+        y = denoise_whole(denoise, x) * 255  # (C, H, W)
+        ref = to_chw(pair.target)
+        db = [score(a, ref, metric)[0] for a in (to_chw(pair.input), y)]
+        y = y[0].numpy() if y.shape[0] == 1 else y.permute(1, 2, 0).numpy()  # back to (H, W[, C])
         triples.append((np.asarray(pair.input), y, np.asarray(pair.target)))
         titles.append({"name": pair.name, "model": label, "sigma": sigma, "psnr_noisy": db[0], "psnr": db[1]})
     return save_png(examples_figure(triples, titles), path)
@@ -125,12 +128,13 @@ def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] =
               "compute it with `hinas data bm3d CONFIG`", file=sys.stderr, flush=True)
         return None
     if r is None:
-        r = evaluate(bm3d_denoiser(sigma), pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset)
+        r = evaluate(bm3d_denoiser(sigma), pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset,
+                     metric=exp.data.metric)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results([r], out_dir / f"{label}.parquet")
     return {"label": label, "kind": "bm3d", "sigma": sigma, "params": 0, "images": len(pairs),
-            "dataset": exp.data.dataset, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim, "offset_whole": r.offset,
+            "dataset": exp.data.dataset, "test_set": pairs.name, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim, "offset_whole": r.offset,
             "inference_s": r.seconds, "iterations": None, "bm3d_source": f"kept {kept}" if kept else "computed"}
 
 

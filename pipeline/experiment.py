@@ -1,6 +1,6 @@
 """The experiment configuration: YAML -> typed, frozen dataclasses, validated before any trial.
 
-Top-level sections: ``name``, ``space``, ``search``, ``data``, ``resources``, ``output``.
+Top-level sections: ``name``, ``space``, ``search``, ``data``, ``derive``, ``resources``, ``output``.
 An unknown, mistyped or repeated key, a wrong type or an out-of-range value is a
 :class:`ConfigError` that names the key. YAML is read with a ``yaml.SafeLoader`` (plain data
 only, never Python objects) that also refuses a key given twice in one mapping.
@@ -19,11 +19,15 @@ from hinas_core.config import ConfigError, SpaceConfig, preset
 from hinas_core.retrain import RetrainConfig
 from hinas_core.search import SearchConfig
 
+from .derive_stage import DeriveConfig
 from .overrides import OverrideError, apply_overrides
 
 DATASETS = ("bsd500", "sample", "sim", "rain800")
 PAIR_DATASETS = ("sim", "rain800")  # stored (degraded, clean) pairs: no sigma
 VAL_PROTOCOLS = ("patch", "whole")
+CHANNELS = (1, 3)
+AUGMENTS = ("d8", "hflip", "none")  # see hinas.datasets.patches.AUGMENTS
+METRICS = ("image", "y")  # see hinas.datasets.evaluation.METRICS
 
 
 class _SafeUniqueLoader(yaml.SafeLoader):
@@ -83,8 +87,8 @@ class DataConfig:
         dataset: ``bsd500`` (root from ``root`` or ``$HINAS_BSDS500_ROOT``), ``sample``
             (scikit-image's bundled photographs, offline), or stored pairs: ``sim`` (a SIM-style
             set built by ``hinas data make-sim``) and ``rain800`` (Rain800 in either layout, or
-            the stand-in built by ``hinas data make-rain-standin``), both read from ``root`` as
-            grayscale. For stored pairs ``sigmas`` is ignored: one trial per seed, labelled sigma 0.
+            the stand-in built by ``hinas data make-rain-standin``), both read from ``root``.
+            For stored pairs ``sigmas`` is ignored: one trial per seed, labelled sigma 0.
         root: the dataset root (made absolute before any trial starts).
         sigmas: Gaussian noise levels on the 0-255 scale; one search trial per sigma and seed.
         patch_size: training crop size (paper: 64).
@@ -97,6 +101,14 @@ class DataConfig:
         max_images: use only the first N training images (0 = all); for tiny runs.
         val_crop: score validation on the central ``val_crop`` x ``val_crop`` region of each
             image (0 = whole images, the paper's); for tiny CPU runs.
+        channels: 1 (images read as BT.601 grey, the default) or 3 (RGB end to end: data,
+            networks with ``in_channels`` = 3, evaluation). Sets ``space.in_channels``.
+        augment: training-patch augmentation: ``d8`` (the 8 rotations/flips, paper Sec. 3.1,
+            denoising), ``hflip`` (horizontal flip only: rotating rain changes its direction,
+            paper Sec. 3.4) or ``none``.
+        metric: what PSNR/SSIM are computed on: ``image`` (the image as it is, grey or every RGB
+            channel) or ``y`` (the Y channel of YCbCr of an RGB image, as de-raining papers
+            score; needs ``channels: 3``).
     """
 
     dataset: str = "bsd500"
@@ -111,6 +123,9 @@ class DataConfig:
     clip: bool = False
     max_images: int = 0
     val_crop: int = 0
+    channels: int = 1
+    augment: str = "d8"
+    metric: str = "image"
 
     def __post_init__(self):
         s = "data"
@@ -140,6 +155,17 @@ class DataConfig:
             raise ConfigError(f"{s}.val_protocol: {self.val_protocol!r} is not one of {list(VAL_PROTOCOLS)}")
         if not isinstance(self.clip, bool):
             raise ConfigError(f"{s}.clip: expected true or false, got {self.clip!r}")
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels not in CHANNELS:
+            raise ConfigError(f"{s}.channels: expected 1 (grey) or 3 (RGB), got {self.channels!r}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"{s}.augment: {self.augment!r} is not one of {list(AUGMENTS)}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"{s}.metric: {self.metric!r} is not one of {list(METRICS)}")
+        if self.channels == 3 and self.dataset == "sample":
+            raise ConfigError(f"{s}.channels: the sample set is grey only; use 1, or a dataset read in colour "
+                              "(bsd500, sim, rain800)")
+        if self.metric == "y" and self.channels != 3:
+            raise ConfigError(f"{s}.metric: 'y' (the Y channel of YCbCr) needs data.channels: 3, got {self.channels}")
 
 
 @dataclass(frozen=True)
@@ -172,7 +198,8 @@ class ModelConfig:
             (paper: 0.63 M); used when ``width`` is None. 0 keeps the search widths.
         baselines: baselines retrained by the same stage on the same budget (``dncnn``).
         dncnn_depth, dncnn_width: the DnCNN baseline's size (17 x 64 = 0.56 M parameters).
-        cell_edit: Table 3's modified cells: ``r1`` (every conv -> def), ``r2`` (rewired), or none.
+        aspp: an ASPP block in the derived network's end part (paper Fig. 2 / 5(a); the text says
+            conv, the default). Counted by the width calibration.
     """
 
     width: Optional[int] = None
@@ -180,7 +207,7 @@ class ModelConfig:
     baselines: Tuple[str, ...] = ("dncnn",)
     dncnn_depth: int = 17
     dncnn_width: int = 64
-    cell_edit: Optional[str] = None
+    aspp: bool = False
 
     def __post_init__(self):
         if self.width is not None:
@@ -195,8 +222,8 @@ class ModelConfig:
         object.__setattr__(self, "baselines", tuple(b))
         _int("model", "dncnn_depth", self.dncnn_depth, 3)
         _int("model", "dncnn_width", self.dncnn_width, 1)
-        if self.cell_edit not in (None, "r1", "r2"):
-            raise ConfigError(f"model.cell_edit: {self.cell_edit!r} is not one of [null, 'r1', 'r2']")
+        if not isinstance(self.aspp, bool):
+            raise ConfigError(f"model.aspp: expected true or false, got {self.aspp!r}")
 
 
 @dataclass(frozen=True)
@@ -296,6 +323,7 @@ class ExperimentConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -310,7 +338,8 @@ class ExperimentConfig:
     def to_dict(self) -> Dict[str, Any]:
         space = self.space.to_dict()
         return {"name": self.name, "space": {"preset": self.space_preset, **space},
-                "search": self.search.to_dict(), "data": {**asdict(self.data), "sigmas": list(self.data.sigmas)},
+                "search": self.search.to_dict(), "data": _data_dict(self.data),
+                "derive": asdict(self.derive),
                 "resources": asdict(self.resources), "retrain": self.retrain.to_dict(),
                 "model": {**asdict(self.model), "baselines": list(self.model.baselines)},
                 "evaluate": {**asdict(self.evaluate), "protocols": list(self.evaluate.protocols)},
@@ -322,7 +351,18 @@ class ExperimentConfig:
         return Path(self.output_dir) / self.name
 
 
-TOP_LEVEL = ("name", "space", "search", "data", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
+# Data keys added after runs were exported: left out of the dict at their defaults, so that the
+# config hash of a state bundle or a trained model (pipeline/state.py, retrain_stage.py) made
+# before they existed still matches.
+_LATER_DATA_KEYS = {"channels": 1, "augment": "d8", "metric": "image"}
+
+
+def _data_dict(data: DataConfig) -> Dict[str, Any]:
+    d = {**asdict(data), "sigmas": list(data.sigmas)}
+    return {k: v for k, v in d.items() if k not in _LATER_DATA_KEYS or v != _LATER_DATA_KEYS[k]}
+
+
+TOP_LEVEL = ("name", "space", "search", "data", "derive", "resources", "retrain", "model", "evaluate", "optuna", "ablation", "mlflow_experiment", "seeds",
              "output_dir")
 
 
@@ -338,7 +378,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(name, str) or not name.strip() or "/" in name or "\0" in name or name.startswith("."):
         raise ConfigError(f"name: expected a non-empty experiment name without '/', got {name!r}")
     sections = {}
-    for key in ("space", "search", "data", "resources", "retrain", "model", "evaluate"):
+    for key in ("space", "search", "data", "derive", "resources", "retrain", "model", "evaluate"):
         value = raw.get(key)
         value = {} if value is None else value  # an empty section
         if not isinstance(value, Mapping):
@@ -350,19 +390,23 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(preset_name, str):
         raise ConfigError(f"space.preset: expected a preset name, got {preset_name!r}")
     space = SpaceConfig.from_dict({**preset(preset_name).to_dict(), **space_raw})
-    if space.in_channels != 1:  # pipeline/data.py reads every dataset as grayscale
-        raise ConfigError(f"space.in_channels: the pipeline's images are grayscale (1 channel), got {space.in_channels}")
     search = SearchConfig.from_dict(sections["search"])
     if search.warmup_epochs >= search.max_epochs:
         raise ConfigError(f"search.warmup_epochs: {search.warmup_epochs} warm-up epochs leave no architecture epoch "
                           f"before search.max_epochs = {search.max_epochs}; the search could derive no genotype")
     _check_keys("data", sections["data"], DataConfig)
     data = DataConfig(**sections["data"])
+    # One source of truth for the image channels: the data decides, the networks follow.
+    if "in_channels" in space_raw and space.in_channels != data.channels:
+        raise ConfigError(f"space.in_channels: set by data.channels ({data.channels} here), got {space.in_channels}")
+    space = replace(space, in_channels=data.channels)
     base = base_dir or Path.cwd()
     if data.dataset in PAIR_DATASETS:
         data = replace(data, sigmas=(0.0,))  # the pairs carry their own degradation
     if data.root is not None:
         data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
+    _check_keys("derive", sections["derive"], DeriveConfig)
+    derive = DeriveConfig(**sections["derive"])
     _check_keys("resources", sections["resources"], ResourceConfig)
     resources = ResourceConfig(**sections["resources"])
     retrain = RetrainConfig.from_dict(sections["retrain"])
@@ -370,6 +414,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     model = ModelConfig(**sections["model"])
     _check_keys("evaluate", sections["evaluate"], EvalConfig)
     evaluate = EvalConfig(**sections["evaluate"])
+    if evaluate.bm3d and data.channels == 3 and data.dataset not in PAIR_DATASETS:
+        raise ConfigError("evaluate.bm3d: the BM3D baseline denoises grey images; set it to false with data.channels: 3")
     optuna = None
     if raw.get("optuna") is not None:
         if not isinstance(raw["optuna"], Mapping):
@@ -381,6 +427,8 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         if storage and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
             # A relative SQLite path is relative to where the command runs, not to a trial's folder.
             optuna = replace(optuna, storage="sqlite:///" + str((base / storage[len("sqlite:///"):]).resolve()))
+    if optuna is not None and derive.from_genotype:
+        raise ConfigError("optuna: explores the search, but derive.from_genotype replaces the search; drop one of them")
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -391,13 +439,14 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if not isinstance(out, (str, os.PathLike)) or "\0" in str(out):
         raise ConfigError(f"output_dir: expected a path, got {out!r}")
     output_dir = str((base / Path(out).expanduser()).resolve())
+    derive = derive.resolved(output_dir, base)
     ablation = raw.get("ablation") or ""
     if not isinstance(ablation, str):
         raise ConfigError(f"ablation: expected a name, got {ablation!r}")
     mlflow_experiment = raw.get("mlflow_experiment") or ""
     if not isinstance(mlflow_experiment, str):
         raise ConfigError(f"mlflow_experiment: expected a name, got {mlflow_experiment!r}")
-    return ExperimentConfig(name=name, space=space, search=search, data=data, resources=resources,
+    return ExperimentConfig(name=name, space=space, search=search, data=data, derive=derive, resources=resources,
                             retrain=retrain, model=model, evaluate=evaluate, optuna=optuna, ablation=ablation,
                             mlflow_experiment=mlflow_experiment, seeds=seeds,
                             output_dir=output_dir, space_preset=preset_name)

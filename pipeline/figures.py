@@ -162,25 +162,56 @@ def psnr_figure(history: Sequence[Dict[str, Any]]) -> Figure:
 
 def _example_titles(title) -> tuple:
     """Titles of one (noisy, denoised, clean) row; ``title`` is a name or a dict with
-    ``name``, ``model``, ``sigma``, ``psnr_noisy`` and ``psnr`` (dB against the clean image)."""
+    ``name``, ``model``, ``sigma`` (None for stored pairs), ``psnr_noisy`` and ``psnr`` (dB
+    against the clean image)."""
     if not isinstance(title, dict):
         return "noisy", "denoised" if title is None else f"denoised - {title}", "clean"
     sigma = title.get("sigma")
-    noise = "" if sigma is None else f" (sigma {sigma:g})"
+    degraded = "input" if sigma is None else f"noisy (sigma {sigma:g})"  # None: stored pairs (rain, SIM)
     model = title.get("model") or "denoised"
-    return (f"noisy{noise}: {title['psnr_noisy']:.2f} dB", f"{model}: {title['psnr']:.2f} dB",
+    return (f"{degraded}: {title['psnr_noisy']:.2f} dB", f"{model}: {title['psnr']:.2f} dB",
             f"clean - {title['name']}")
 
 
 def examples_figure(triples: List[tuple], titles: Optional[List[Any]] = None) -> Figure:
-    """Rows of (noisy, denoised, clean) gray images on the 0-255 scale, titled by
+    """Rows of (noisy, denoised, clean) images, grey ``(H, W)`` or RGB ``(H, W, 3)``, on the 0-255 scale, titled by
     :func:`_example_titles` (a name per row, or a dict with the model, sigma and PSNRs)."""
     fig = Figure(figsize=(9, 3 * len(triples)))
     axes = fig.subplots(len(triples), 3, squeeze=False)
     for r, images in enumerate(triples):
         names = _example_titles(titles[r] if titles else None)
         for c, (img, name) in enumerate(zip(images, names)):
-            axes[r, c].imshow(np.clip(np.asarray(img, dtype=float), 0, 255), cmap="gray", vmin=0, vmax=255)
+            img = np.clip(np.asarray(img, dtype=float), 0, 255)
+            if img.ndim == 3:  # RGB: imshow takes floats in [0, 1] (vmin/vmax apply to grey only)
+                axes[r, c].imshow(img / 255.0)
+            else:
+                axes[r, c].imshow(img, cmap="gray", vmin=0, vmax=255)
             axes[r, c].set_title(name, fontsize=9)
             axes[r, c].axis("off")
+    return fig
+
+
+def retrain_curve_figure(curves: Dict[str, Sequence[Dict[str, Any]]], stops: Optional[Dict[str, Optional[str]]] = None) -> Figure:
+    """Retraining validation PSNR against training patches, one line per job (``curves``:
+    label -> points with ``patches`` and ``val_psnr``, as in a model file's ``validation``); a
+    job that the plateau rule stopped early ends in an X, its reason in the legend."""
+    stops = stops or {}
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    top = max((p["patches"] for c in curves.values() for p in c), default=0)
+    scale, unit = (1e6, "M patches") if top >= 1e5 else (1.0, "patches")
+    for label, curve in curves.items():
+        if not curve:
+            continue
+        x = [p["patches"] / scale for p in curve]
+        reason = stops.get(label)
+        line, = ax.plot(x, [p["val_psnr"] for p in curve], "-o", ms=3,
+                        label=f"{label}: stopped early ({reason})" if reason else label)
+        if reason:
+            ax.plot(x[-1], curve[-1]["val_psnr"], "x", ms=9, mew=2, color=line.get_color())
+    ax.set_xlabel(f"training {unit} seen")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title("retraining: validation PSNR on Validation-V", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return fig

@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 from hinas_core.fsutil import atomic_file
 
 from .experiment import ExperimentConfig
+from .retrain_curves import retraining_lines
 
 # HiNAS Table 5, BSD500 gray test-200, PSNR / SSIM (paper protocol).
 PAPER_BSD500 = {
@@ -53,8 +54,12 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
     by_sigma: Dict[float, List[Dict[str, Any]]] = {}
     for r in evaluation:
         by_sigma.setdefault(r["sigma"], []).append(r)
+    test_sets = sorted({r["test_set"] for r in evaluation if r.get("test_set")})  # e.g. a stand-in's "NOT Rain800" label
+    dataset = exp.data.dataset + (f" (test set: {', '.join(test_sets)})" if test_sets else "")
     lines = [f"# hinas report: {exp.name}", "",
-             f"Dataset: {exp.data.dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images.",
+             f"Dataset: {dataset}; test noise seed {exp.data.noise_seed}; every row scored on the same noisy images"
+             + (" (RGB)" if exp.data.channels == 3 else "")
+             + ("; PSNR/SSIM on the Y channel of YCbCr." if exp.data.metric == "y" else "."),
              "", "Verdict (whole-image PSNR):", ""]
     lines += [f"- sigma {s:g}: {verdict(rows)}" for s, rows in sorted(by_sigma.items())]
     lines += ["", "\"noisy input\" scores the noisy test images themselves: a denoiser must beat it. \"offset\" is the "
@@ -90,6 +95,7 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
             vs_bm3d = f"{h['psnr_whole'] - b['psnr_whole']:+.2f}" if b and "psnr_whole" in h else "-"
             lines.append(f"| {s:g} | {h.get('psnr_whole', math.nan) - d.get('psnr_whole', math.nan):+.2f} | "
                          f"{h['params'] / d['params']:.2f} | {h['inference_s'] / max(d['inference_s'], 1e-12):.2f} | {vs_bm3d} |")
+    lines += retraining_lines(exp)  # each model's validation curve, and early stops with their reason
     if exp.data.dataset == "bsd500":
         lines += ["", "The paper's numbers (Table 5, BSD500 gray test-200, patch protocol; not re-measured here):", "",
                   "| method | sigma 30 | sigma 50 | sigma 70 |", "| --- | --- | --- | --- |"]

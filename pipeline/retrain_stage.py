@@ -6,7 +6,14 @@ rebuilds. Each trial trains with :class:`hinas_core.retrain.Trainer`, reports ev
 ``retrain.report_every`` iterations with a checkpoint, and finally writes a self-describing
 model file ``OUTPUT_DIR/NAME/models/<label>/model.pt``. A job whose model file exists for the
 same inputs (spec, retrain config, data, sigma, seed) is not redone. Each trial owns its MLflow
-run (:mod:`.trial_run`) and logs every report into it (loss, learning rate, patches/s, memory).
+run (:mod:`.trial_run`) and logs every report into it (loss, learning rate, patches/s, memory)
+and every validation (``val_psnr``, ``val_ssim``, ``patches_seen``, step = iteration).
+
+Validation: on the search's Validation-V, held out of the training patches
+(``retrain.hold_out_val``), every ``retrain.validate_every`` iterations; the curve travels in
+the checkpoint (so a cut, exported and resumed job keeps all of it) and ends in the model
+file's metadata (``validation``), with ``stop_reason`` when ``retrain.plateau`` stopped the
+job early. :func:`run_retrain` draws the curves into ``OUTPUT_DIR/NAME/retrain_curves.png``.
 """
 from __future__ import annotations
 
@@ -25,10 +32,11 @@ from hinas_core.retrain import Trainer
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
 from .mlflow_tracking import GENOTYPE, KIND, SIGMA, STAGE, flatten, genotype_hash, run_name
+from .retrain_curves import STOP_TAG, model_meta, write_curves_figure
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import resume_file
-from .trial_run import memory_metrics, open_trial_run
+from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
@@ -70,15 +78,16 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     """Ray Tune function trainable for one retraining job (config: experiment dict, job)."""
     from ray import tune
 
-    from .data import training_sampler
+    from .data import retrain_data
 
     exp = experiment_from_dict(config["experiment"])
     job = config["job"]
     cfg = replace(exp.retrain, seed=int(job["seed"]))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
-    sampler = with_kill_point(training_sampler(exp.data, float(job["sigma"])), "retrain-step")
-    trainer = Trainer(job["spec"], cfg, sampler, device)
+    data = retrain_data(exp.data, float(job["sigma"]), cfg.hold_out_val)
+    sampler = with_kill_point(data.sampler, "retrain-step")
+    trainer = Trainer(job["spec"], cfg, sampler, device, validate=data.validate)
     # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
     with resume_file(tune.get_checkpoint(), exp, "retrain", job["label"]) as path:
         if path is not None:
@@ -90,25 +99,41 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     try:
         while not trainer.done:
             metrics = trainer.run()
+            for point in metrics.pop("validations"):
+                run.log({"val_psnr": point["val_psnr"], "val_ssim": point["val_ssim"], "patches_seen": point["patches"]},
+                        step=point["iteration"])
             run.log({**metrics, **memory_metrics(device)}, step=metrics["iteration"])
+            if trainer.stop_reason is not None:
+                run.set_tags({STOP_TAG: trainer.stop_reason})
             if trainer.done:
                 meta = {"label": job["label"], "sigma": job["sigma"], "seed": job["seed"], "iterations": trainer.iteration,
                         "batch_size": cfg.batch_size, "dataset": exp.data.dataset, "params": trainer.params,
-                        "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name}
+                        "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name,
+                        **validation_meta(trainer, data.sizes)}
                 save_model(model_path(exp, job["label"]), spec, trainer.model, meta)
                 run.finish()  # before the last report: Tune may stop the trial inside it
             with tempfile.TemporaryDirectory() as d:
                 torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
-                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"]},
+                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"], UNSENT: run.unsent},
                             checkpoint=tune.Checkpoint.from_directory(d))
     except Exception:
         run.finish("FAILED")
         raise
 
 
+def validation_meta(trainer: Trainer, sizes: Dict[str, Any]) -> Dict[str, Any]:
+    """What a model file records about its data and validation: images (pairs) trained on and
+    validated on, whether V was held out, patches seen, the validation curve, and why the job
+    stopped early (None: it trained its whole budget)."""
+    return {"train_images": sizes["train"], "val_images": sizes["val"], "val_held_out": sizes["val_held_out"],
+            "patches": trainer.patches, "validate_every": trainer.config.val_every if trainer.validate else 0,
+            "validation": [dict(p) for p in trainer.curve], "stop_reason": trainer.stop_reason}
+
+
 def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False,
                 tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
-    """Train every job not already trained; return ``{label, model, status, ...}`` per job.
+    """Train every job not already trained; return ``{label, model, status, stop_reason, ...}`` per job
+    (``stop_reason``: why the plateau rule stopped it early, else None).
 
     ``tracking``: :meth:`.mlflow_tracking.Tracker.trial_spec`, for each trial to log into its
     own run (None: no MLflow)."""
@@ -133,7 +158,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                           failure_config=failure_config(),
-                                          callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop()], verbose=1),
+                                          callbacks=[RetryBudget(), KillPoints("retrain"), GracefulStop(), TrackingWatch()], verbose=1),
             )
         for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             label = trial_config(result)["job"]["label"]
@@ -145,6 +170,8 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     for job in jobs:
         path = existing_model(exp, job)
         rows[job["label"]]["model"] = str(path) if path else None
+        rows[job["label"]]["stop_reason"] = (model_meta(path) or {}).get("stop_reason") if path else None
         if path is None and rows[job["label"]]["status"] != "ERROR":
             rows[job["label"]]["status"] = "missing"
+    write_curves_figure(exp, [rows[j["label"]] for j in jobs])
     return [rows[j["label"]] for j in jobs]

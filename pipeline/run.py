@@ -13,18 +13,21 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List
 
-from hinas_core.genotype import Genotype, replace_ops, rewire
+from hinas_core.genotype import Genotype, apply_edit
 from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import hinas_spec
 
+from .derive_stage import derive_given
 from .evaluate_stage import run_evaluate
 from .mlflow_tracking import (ABLATION, DATASET, EXPERIMENT, GENOTYPE, KIND, SIGMA, STAGE, Tracker, artifact_location,
                               genotype_hash, run_name, tracking_uri, ui_hint)
 from .experiment import ExperimentConfig
 from .faults import kill_point
 from .report import write_report
+from .retrain_curves import FIGURE as RETRAIN_CURVES, complete_run
 from .retrain_stage import run_retrain, run_tags
-from .search_stage import WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, run_search, search_dirs
+from .search_stage import (WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, refuse_failed, run_search,
+                           search_dirs)
 
 
 def search_or_reuse(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
@@ -52,13 +55,14 @@ def derive(exp: ExperimentConfig, search_rows: List[Dict[str, Any]]) -> Dict[flo
 def retrain_jobs(exp: ExperimentConfig, genotypes: Dict[float, Path]) -> List[Dict[str, Any]]:
     jobs = []
     for sigma, path in genotypes.items():
-        g = Genotype.load(path)
-        if exp.model.cell_edit == "r1":  # Table 3: every conv becomes a deformable conv
-            g = replace_ops(g, {"conv": "def"})
-        elif exp.model.cell_edit == "r2":  # Table 3: the found cell, rewired
-            g = rewire(g)
-        spec = hinas_spec(g, width=exp.model.width, target_params=None if exp.model.width else exp.model.target_params or None,
-                          in_channels=exp.space.in_channels, activation=exp.space.activation, output=exp.space.output)
+        found = Genotype.load(path)
+        kw = dict(in_channels=exp.space.in_channels, activation=exp.space.activation, output=exp.space.output,
+                  aspp=exp.model.aspp)
+        # The width is calibrated on the found network; Table 3's edit then changes its cell at that
+        # width, as the paper's R1/R2 modify the found network (R1 gains the offset convs' weights).
+        width = hinas_spec(found, width=exp.model.width, target_params=None if exp.model.width else exp.model.target_params or None,
+                           **kw)["width"]
+        spec = hinas_spec(apply_edit(found, exp.derive.edit), width=width, **kw)
         for seed in exp.seeds:
             jobs.append({"label": f"hinas-sigma{sigma:g}-seed{seed}", "spec": spec, "sigma": sigma, "seed": seed})
             for name in exp.model.baselines:
@@ -81,8 +85,10 @@ def _params(exp: ExperimentConfig) -> Dict[str, Any]:
             "search": ("ssim_weight", "patience", "stop_rule", "max_epochs", "warmup_epochs", "batch_size"),
             "data": ("dataset", "sigmas", "patch_size", "val_protocol"),
             "retrain": ("iterations", "batch_size", "optimizer", "lr", "ssim_weight"),
-            "model": ("width", "target_params", "baselines", "cell_edit")}
-    return {**{sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}, "ablation": exp.ablation or "none"}
+            "model": ("width", "target_params", "baselines", "aspp"), "derive": ("from_genotype", "edit")}
+    params = {sec: {k: d[sec][k] for k in keys} for sec, keys in pick.items()}
+    params["data"].update(channels=exp.data.channels, augment=exp.data.augment, metric=exp.data.metric)
+    return {**params, "ablation": exp.ablation or "none"}
 
 
 def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
@@ -133,6 +139,7 @@ def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs
                               {"kind": t["kind"], "width": job["spec"].get("width"), **exp.retrain.to_dict()},
                               end_time=t.get("end")) as run_id:
             tracker.log_metrics(run_id, {"train_seconds": t.get("train_seconds")})
+            complete_run(tracker, run_id, t["label"], t["model"])  # the validation curve, its figure, an early stop
             # An MLflow model around the weights-only file; HiNAS nets also as `hinas-sigma<σ>` versions.
             tracker.log_denoiser(run_id, t["model"], job["spec"].get("in_channels", 1),
                                  register=f"hinas-sigma{t['sigma']:g}" if t["kind"] == "hinas" else None)
@@ -151,11 +158,15 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         tracker.close_dangling(parent)
         done = tracker.finished(parent)  # child runs an earlier, interrupted attempt completed
         tracker.log_json(parent, exp.to_dict(), "config.json")
-        search_rows = search_or_reuse(exp, resume, tracker.trial_spec(parent, common))
-        kill_point("searched")
-        _complete_search(tracker, parent, exp, search_rows, done)
-        kill_point("search-logged")
-        genotypes = derive(exp, search_rows)
+        if exp.derive.from_genotype:  # Table 3's edits, SIM with the BSD500 networks: no search
+            search_rows, genotypes = [], derive_given(exp)
+        else:
+            search_rows = search_or_reuse(exp, resume, tracker.trial_spec(parent, common))
+            kill_point("searched")
+            _complete_search(tracker, parent, exp, search_rows, done)
+            kill_point("search-logged")
+            refuse_failed(search_rows)
+            genotypes = derive(exp, search_rows)
         kill_point("derived")
         for sigma, path in genotypes.items():
             tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
@@ -163,6 +174,8 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
         trained = run_retrain(exp, jobs, resume=resume, tracking=tracker.trial_spec(parent, common))
         kill_point("retrained")
         _complete_retrain(tracker, parent, exp, jobs, trained, done)
+        if (exp.experiment_dir / RETRAIN_CURVES).is_file():
+            tracker.log_artifact(parent, exp.experiment_dir / RETRAIN_CURVES, "figures")
         failed = [t["label"] for t in trained if not t.get("model")]
         if failed:
             raise RuntimeError(f"retraining produced no model for {failed}")

@@ -40,7 +40,7 @@ from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
-from .trial_run import memory_metrics, open_trial_run
+from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
@@ -122,7 +122,8 @@ def search_trainable(config: Dict[str, Any]) -> None:
     moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
 
     def report(metrics):
-        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()})
+        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()},
+                       **{UNSENT: run.unsent})
         with tempfile.TemporaryDirectory() as d:
             torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -210,7 +211,7 @@ def _run_config(exp: ExperimentConfig, name: str):
         stop=PSNRDecreaseStopper(exp.search.max_epochs),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=failure_config(),
-        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop()],
+        callbacks=[RetryBudget(), KillPoints("search"), GracefulStop(), TrackingWatch()],
         verbose=1,
     )
 
@@ -299,6 +300,8 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
                            "stop": PSNRDecreaseStopper.reason(last, exp.search.max_epochs),
                            "best_epoch": last.get("es_best_epoch", -1), VAL_PSNR: last.get("es_best_psnr", math.nan),
                            "peak_memory_mb": last.get("peak_memory_bytes", 0) / 2**20, "genotype": None}
+    if result.error:  # the last failure, after Tune's retries
+        row["error"] = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:300]
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
         first = frame.iloc[0]
@@ -330,6 +333,17 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     row.update(genotype=str(path), best_epoch=best["epoch"], **{VAL_PSNR: best[VAL_PSNR], VAL_SSIM: best[VAL_SSIM]},
                levels="-".join(map(str, g.levels)))
     return row
+
+
+def refuse_failed(rows: List[Dict[str, Any]]) -> None:
+    """Raise when a search trial failed (after Tune's retries): its genotype is that of an
+    unfinished search, which the pipeline must not go on to retrain. Its checkpoint is kept, so
+    ``--resume`` continues it once the cause is fixed."""
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    if failed:
+        what = "; ".join(f"{r['trial']} at epoch {r['epochs']}: {r.get('error') or r['stop']}" for r in failed)
+        raise RuntimeError(f"search trial(s) failed, so nothing is derived or retrained: {what}. "
+                           "Their checkpoints are kept: fix the cause, then run the same command with --resume")
 
 
 def max_overlap(rows: List[Dict[str, Any]]) -> int:

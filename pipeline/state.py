@@ -48,7 +48,8 @@ from hinas_core.models import ModelError, load_tensors
 from .experiment import ExperimentConfig
 
 FORMAT = "hinas-state"
-VERSION = 1
+VERSION = 2  # 2: small files share parts (a part holds segments of several files); 1 is still read
+READS = (1, 2)
 MANIFEST = "manifest.json"
 IMPORTED = "imported"
 DEFAULT_PART_MIB = 16
@@ -92,6 +93,8 @@ def config_identity(exp: ExperimentConfig) -> Dict[str, Any]:
     for key in MACHINE_KEYS:
         d.pop(key, None)
     d["data"] = {k: v for k, v in d["data"].items() if k != "root"}
+    if d["derive"]["from_genotype"]:  # a path under output_dir names the same file on every machine
+        d["derive"]["from_genotype"] = d["derive"]["from_genotype"].replace(exp.output_dir, "{output_dir}")
     return json.loads(json.dumps(d, default=str))
 
 
@@ -159,6 +162,13 @@ def compact_search_state(state: Dict[str, Any]) -> Dict[str, Any]:
     return {**state, "model": model, "w_opt": {**state["w_opt"], "state": {}}}
 
 
+def compact_retrain_state(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A retraining checkpoint without the optimiser's moments (about 3x smaller; weights stay
+    fp32, so no update is lost). The trainer re-estimates the moments when it resumes
+    (:meth:`hinas_core.retrain.Trainer.load_state_dict`)."""
+    return {**state, "opt": {**state["opt"], "state": {}}}
+
+
 def expand_search_state(state: Dict[str, Any]) -> Dict[str, Any]:
     """A compact search checkpoint back in the trainables' format (weights fp32 again)."""
     return {**state, "model": {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in state["model"].items()}}
@@ -195,10 +205,11 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
             if stage == "retrain" and (root / "models" / label / "model.pt").is_file():
                 continue
             rel = f"{IMPORTED}/{stage}/{label}/{STAGES[stage][1]}"
-            if compact and stage == "search":
+            if compact:
+                shrink = compact_search_state if stage == "search" else compact_retrain_state
                 buf = io.BytesIO()
-                torch.save(compact_search_state(load_tensors(path, "search checkpoint")), buf)
-                entries.append((rel, "search-checkpoint", buf.getvalue()))
+                torch.save(shrink(load_tensors(path, f"{stage} checkpoint")), buf)
+                entries.append((rel, f"{stage}-checkpoint", buf.getvalue()))
             else:
                 entries.append((rel, f"{stage}-checkpoint", path))
             notes.append(f"checkpoint: {stage} {label}: {STAGES[stage][2]} {progress}")
@@ -226,21 +237,38 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
     from hinas.datasets.fsutil import atomic_dir
 
     entries, notes = _entries(exp, compact)
-    files, n = [], 0
+    files, part_files = [], []
     with atomic_dir(out, overwrite=True) as tmp:  # the old bundle goes only once the new one is whole
+        # The files' bytes run on from one part into the next, so many small files share a part:
+        # a job that may bring back only a few files (e.g. 8) carries a whole bundle.
+        part = bytearray()
+
+        def close_part():
+            name = f"{len(part_files):04d}.part"
+            (tmp / name).write_bytes(bytes(part))
+            part_files.append({"name": name, "size": len(part), "sha256": _sha256(bytes(part))})
+            part.clear()
+
         for rel, kind, source in entries:
             data = source if isinstance(source, bytes) else source.read_bytes()
-            parts = []
-            for start in range(0, max(len(data), 1), max_part_bytes):
-                chunk = data[start:start + max_part_bytes]
-                name = f"{n:04d}.part"
-                (tmp / name).write_bytes(chunk)
-                parts.append({"name": name, "size": len(chunk), "sha256": _sha256(chunk)})
-                n += 1
-            files.append({"path": rel, "kind": kind, "size": len(data), "sha256": _sha256(data), "parts": parts})
+            segments, start = [], 0
+            while True:
+                if len(part) == max_part_bytes:
+                    close_part()
+                chunk = data[start:start + max_part_bytes - len(part)]
+                segments.append({"name": f"{len(part_files):04d}.part", "offset": len(part), "size": len(chunk),
+                                 "sha256": _sha256(chunk)})
+                part += chunk
+                start += len(chunk)
+                if start >= len(data):
+                    break
+            files.append({"path": rel, "kind": kind, "size": len(data), "sha256": _sha256(data), "parts": segments})
+        if part or not part_files:
+            close_part()
         manifest = {"format": FORMAT, "version": VERSION, "experiment": exp.name, "config_hash": config_hash(exp),
                     "config": config_identity(exp), "hinas_version": __version__, "compact": compact,
-                    "max_part_bytes": max_part_bytes, "total_bytes": sum(f["size"] for f in files), "files": files}
+                    "max_part_bytes": max_part_bytes, "total_bytes": sum(f["size"] for f in files),
+                    "part_files": part_files, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return {**manifest, "notes": notes}
 
@@ -273,19 +301,57 @@ def read_manifest(bundle: Path, exp: ExperimentConfig) -> Dict[str, Any]:
         raise StateError(f"{path} is damaged: not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StateError(f"{path} is not a hinas state manifest")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READS:
         raise StateError(f"{path}: bundle format version {manifest.get('version')!r} is not supported "
-                         f"(this hinas {__version__} reads version {VERSION}); export it again with this hinas")
+                         f"(this hinas {__version__} reads versions {', '.join(map(str, READS))}); export it again with this hinas")
     if manifest.get("experiment") != exp.name:
         raise StateError(f"{bundle} holds experiment {manifest.get('experiment')!r}, not {exp.name!r} of this config")
+    manifest["config_changes"] = []
     if manifest.get("config_hash") != config_hash(exp):
         theirs = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-        keys = _differing_keys(config_identity(exp), theirs)
-        raise StateError(f"{bundle} was exported from a different config (differs in: {', '.join(keys) or 'unknown'}); "
-                         "import it with the config and --set overrides of the run it came from")
+        keys, changes = config_differences(exp, theirs)
+        if keys or not theirs:
+            raise StateError(f"{bundle} was exported from a different config (differs in: {', '.join(keys) or 'unknown'}); "
+                             "import it with the config and --set overrides of the run it came from")
+        manifest["config_changes"] = changes
     if not isinstance(manifest.get("files"), list):
         raise StateError(f"{path} is damaged: no file list")
     return manifest
+
+
+# Config keys that may change between stretches of a run: they act only on what is still to
+# run (how often to report and validate, when to stop retraining early, the evaluation), so
+# every checkpoint in a bundle keeps its meaning.
+RESUMABLE_CHANGES = ("evaluate.", "retrain.report_every", "retrain.validate_every", "retrain.plateau",
+                     "mlflow_experiment")
+_MISSING = object()
+
+
+def _at(d: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return _MISSING
+        d = d[key]
+    return d
+
+
+def config_differences(exp: ExperimentConfig, theirs: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """``(refused, allowed)``: the dotted keys in which ``exp`` differs from a bundle's config.
+
+    Allowed: the :data:`RESUMABLE_CHANGES`, and the growth of the config schema since the bundle
+    was written - a key it does not have, set here to its default; a key it has that this hinas
+    no longer knows, set there to nothing (None, False, 0, empty). Everything else is refused."""
+    ours = config_identity(exp)
+    defaults = config_identity(ExperimentConfig(name=exp.name, output_dir=exp.output_dir))
+    refused, allowed = [], []
+    for key in _differing_keys(ours, theirs):
+        mine, other = _at(ours, key), _at(theirs, key)
+        grown = (other is _MISSING and mine == _at(defaults, key)) or (mine is _MISSING and not other)
+        if grown or any(key == k.rstrip(".") or key.startswith(k) for k in RESUMABLE_CHANGES):
+            allowed.append(key)
+        else:
+            refused.append(key)
+    return refused, allowed
 
 
 def _differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = "") -> List[str]:
@@ -300,8 +366,37 @@ def _differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = 
     return keys
 
 
-def _assemble(bundle: Path, entry: Any) -> Tuple[str, str, bytes]:
-    """Check one manifest entry and its parts: ``(path in the run folder, kind, the file's bytes)``."""
+def _part(bundle: Path, name: Any, where: str) -> bytes:
+    if not isinstance(name, str) or not PART_NAME.match(name):
+        raise StateError(f"refused: {where}: bad part name {name!r}")
+    src = bundle / name
+    if src.is_symlink() or not src.is_file():
+        raise StateError(f"refused: part {name} of {where} is missing or not a plain file")
+    return src.read_bytes()
+
+
+def _read_parts(bundle: Path, manifest: Dict[str, Any]) -> Optional[Dict[str, bytes]]:
+    """Version 2: every part file, each checked whole (size and sha256) once; version 1: None
+    (each file's parts are whole part files, checked as they are read)."""
+    if manifest["version"] == 1:
+        return None
+    table = manifest.get("part_files")
+    if not isinstance(table, list):
+        raise StateError("refused: the manifest has no part table")
+    parts = {}
+    for p in table:
+        name = p.get("name") if isinstance(p, dict) else None
+        data = _part(bundle, name, "the bundle")
+        if len(data) != p.get("size"):
+            raise StateError(f"refused: part {name} is truncated or padded ({len(data)} bytes, the manifest says {p.get('size')})")
+        if _sha256(data) != p.get("sha256"):
+            raise StateError(f"refused: part {name} does not match its sha256 (damaged or altered)")
+        parts[name] = data
+    return parts
+
+
+def _assemble(bundle: Path, entry: Any, parts: Optional[Dict[str, bytes]]) -> Tuple[str, str, bytes]:
+    """Check one manifest entry and its segments: ``(path in the run folder, kind, the file's bytes)``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("parts"), list):
         raise StateError("refused: a manifest entry is damaged")
     rel = _safe_path(entry.get("path"))
@@ -309,18 +404,23 @@ def _assemble(bundle: Path, entry: Any) -> Tuple[str, str, bytes]:
     if kind is None or kind != entry.get("kind"):
         raise StateError(f"refused: {rel!r} is not a file a hinas run folder holds (kind {entry.get('kind')!r})")
     chunks = []
-    for part in entry["parts"]:
-        name = part.get("name") if isinstance(part, dict) else None
-        if not isinstance(name, str) or not PART_NAME.match(name):
+    for seg in entry["parts"]:
+        name = seg.get("name") if isinstance(seg, dict) else None
+        if parts is None:  # version 1: the segment is the whole part file
+            data = _part(bundle, name, rel)
+        elif not isinstance(name, str) or not PART_NAME.match(name):
             raise StateError(f"refused: {rel}: bad part name {name!r}")
-        src = bundle / name
-        if src.is_symlink() or not src.is_file():
-            raise StateError(f"refused: part {name} of {rel} is missing or not a plain file")
-        data = src.read_bytes()
-        if len(data) != part.get("size"):
+        elif name not in parts:
+            raise StateError(f"refused: {rel} names part {name!r}, which is not in the bundle's part table")
+        else:
+            offset, size = seg.get("offset"), seg.get("size")
+            if not isinstance(offset, int) or not isinstance(size, int) or offset < 0 or size < 0:
+                raise StateError(f"refused: {rel}: a damaged segment of part {name}")
+            data = parts[name][offset:offset + size]
+        if len(data) != seg.get("size"):
             raise StateError(f"refused: part {name} of {rel} is truncated or padded "
-                             f"({len(data)} bytes, the manifest says {part.get('size')})")
-        if _sha256(data) != part.get("sha256"):
+                             f"({len(data)} bytes, the manifest says {seg.get('size')})")
+        if _sha256(data) != seg.get("sha256"):
             raise StateError(f"refused: part {name} of {rel} does not match its sha256 (damaged or altered)")
         chunks.append(data)
     data = b"".join(chunks)
@@ -356,9 +456,10 @@ def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -
         raise StateError(f"a run folder already exists at {target}; import into a fresh place, or pass "
                          "--overwrite to replace it")
     seen = set()
+    parts = _read_parts(bundle, manifest)
     with atomic_dir(target, overwrite=overwrite) as staging:
         for entry in manifest["files"]:
-            rel, kind, data = _assemble(bundle, entry)
+            rel, kind, data = _assemble(bundle, entry, parts)
             if rel in seen:
                 raise StateError(f"refused: the manifest names {rel} twice")
             seen.add(rel)

@@ -50,7 +50,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"hinas state export: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     files = len(list(Path(args.out).iterdir()))
-    print(f"hinas state export: {exp.experiment_dir} -> {args.out}" + (" (compact: bf16 supernet, no momentum)" if args.compact else ""))
+    print(f"hinas state export: {exp.experiment_dir} -> {args.out}" + (" (compact: bf16 supernets, no optimiser moments)" if args.compact else ""))
     print(describe(manifest))
     for note in manifest["notes"]:
         print(f"  {note}")
@@ -74,6 +74,9 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     print(f"hinas state import: {args.source} -> {exp.experiment_dir}")
     print(describe(manifest))
+    if manifest.get("config_changes"):
+        print(f"  the config changed since the export in: {', '.join(manifest['config_changes'])} "
+              "(new keys at their defaults, or settings that act only on what is still to run)")
     sets = "".join(f" --set {s}" for s in args.set or [])
     print(f"continue with: hinas run {args.config}{sets} --resume")
     return 0
@@ -99,8 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-file-mib", type=float, default=16, metavar="MIB",
                    help="largest part file, in MiB (default 16); bigger files are split")
     p.add_argument("--compact", action="store_true",
-                   help="search checkpoints with bf16 supernet weights and no SGD momentum (about 4x smaller; "
-                        "resuming from them is not bit-exact: see docs/RESULTS.md)")
+                   help="search checkpoints with bf16 supernet weights and no SGD momentum (about 4x smaller), "
+                        "retraining checkpoints without the optimiser's moments (about 3x smaller; rebuilt "
+                        "at lr 0 on resume); resuming from them is not bit-exact: see docs/RESULTS.md")
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("import", help="rebuild a run folder from a bundle, then resume with `hinas run --resume`",

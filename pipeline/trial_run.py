@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from ray import tune
+
 KEY = "hinas.key"
 PARENT = "mlflow.parentRunId"
 RETRY_S = 10.0  # how often a trial retries a lost store
@@ -96,6 +98,11 @@ class TrialRun:
             return False
         return True
 
+    @property
+    def unsent(self) -> int:
+        """Tracking calls kept because the store could not be reached (0 when all went)."""
+        return len(self._queue) if self._lost_since is not None else 0
+
     # ---- the queue --------------------------------------------------------------------------
     def flush(self, force: bool = False) -> bool:
         """Send what is queued, in order; True when nothing is left. While the store is lost,
@@ -160,6 +167,7 @@ class NoRun:
     """What a trial logs to when its stage runs without MLflow (``hinas search`` on its own)."""
 
     run_id = None
+    unsent = 0
 
     def log(self, metrics, step) -> None:
         pass
@@ -176,6 +184,36 @@ def open_trial_run(config: Mapping[str, Any], key: str, name: str, tags: Mapping
     """The trial's run, from the ``tracking`` entry of its Tune config (none: :class:`NoRun`)."""
     spec = config.get("tracking")
     return TrialRun(spec, key, name, tags, params) if spec else NoRun()
+
+
+UNSENT = "mlflow_unsent"  # in a trial's Tune results: its tracking calls kept while the store is lost
+
+
+class TrackingWatch(tune.Callback):
+    """Says on the driver's console when a trial loses the MLflow store and when it has it back.
+
+    The trials' own warnings go to their worker logs (Ray does not forward them); each trial
+    reports :data:`UNSENT` with its results, and this Tune callback turns a change of it into
+    one line."""
+
+    def __init__(self, out=None):
+        self.lost: Dict[str, int] = {}
+        self._out = out
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        unsent, name = int(result.get(UNSENT) or 0), str(trial)
+        if unsent and name not in self.lost:
+            self._say(f"trial {name} cannot reach the MLflow store: it trains on, keeps its tracking calls "
+                      f"({unsent} so far) and sends them once the store is back")
+        elif not unsent and name in self.lost:
+            self._say(f"trial {name} reached the MLflow store again; its kept tracking calls are sent")
+        if unsent:
+            self.lost[name] = unsent
+        else:
+            self.lost.pop(name, None)
+
+    def _say(self, text: str) -> None:
+        print(f"hinas: {text}", file=self._out or sys.stderr, flush=True)
 
 
 def memory_metrics(device) -> Dict[str, float]:

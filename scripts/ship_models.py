@@ -26,6 +26,10 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
     cells = "; ".join(", ".join(f"{op}({inp})" for op, inp in node) for node in genotype["cells"][0]) \
         if len(genotype["cells"]) == 1 else f"{len(genotype['cells'])} cells"
     rt = meta["retrain"]
+    trained = (f"{meta['train_images']} of the {meta['train_images'] + meta['val_images']} images trained on, "
+               f"{meta['val_images']} held out as Validation-V" if meta.get("val_held_out")
+               else f"all {meta['train_images']} images trained on (Validation-V among them)") \
+        if "train_images" in meta else "all 300 images"
     return f"""# HiNAS denoiser, BSD500 gray, sigma {entry['sigma']:g}
 
 `{entry['file']}` - a network found by the HiNAS search and trained by `hinas run`
@@ -34,10 +38,11 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 
 | | |
 | --- | --- |
-| data | BSD500 train+val (300 images), grayscale (BT.601 luma); additive white Gaussian noise sigma = {entry['sigma']:g} (0-255 scale) |
+| data | BSD500 train+val: {trained}; {'grayscale (BT.601 luma)' if entry.get('in_channels', 1) == 1 else 'RGB'}; additive white Gaussian noise sigma = {entry['sigma']:g} (0-255 scale) |
 | architecture | width path (levels per layer) {levels}; cell: {cells}; level-0 width {entry['width']}; {entry['params']:,} parameters |
 | search | {search.get('epochs')} epochs ({'cut short by the time limit: the stop rule had not fired' if search.get('stop') == 'running' else search.get('stop')}), best validation epoch {search.get('best_epoch')} (val PSNR {search.get('val_psnr', float('nan')):.2f} dB) |
-| training budget | {rt['iterations']:,} iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
+| training budget | {meta['iterations']:,} of {rt['iterations']:,} planned iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
+| retraining validation | {validation_summary(meta)} |
 | trained on | {entry['device']} ({entry['date']}), code at commit {entry['commit']} |
 | test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
 | test-200, whole images | PSNR {row['psnr_whole']:.2f} dB, SSIM {row['ssim_whole']:.4f} |
@@ -45,7 +50,28 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 | check set (CPU, first 5 test images, central 96x96, whole-image protocol) | PSNR {entry['check']['psnr']:.4f} dB, SSIM {entry['check']['ssim']:.5f} |
 
 {note}
-"""
+{curve_table(meta)}"""
+
+
+def validation_summary(meta: dict) -> str:
+    """One card cell: best validation PSNR, and whether (why) the job stopped early."""
+    curve = meta.get("validation") or []
+    if not curve:
+        return "none recorded (trained before retraining validated)"
+    best = max(curve, key=lambda p: p["val_psnr"])
+    stop = f"stopped early: {meta['stop_reason']}" if meta.get("stop_reason") else "trained its whole budget"
+    return (f"{len(curve)} validations on Validation-V; best {best['val_psnr']:.2f} dB / {best['val_ssim']:.4f} after "
+            f"{best['patches']:,} patches, last {curve[-1]['val_psnr']:.2f} dB; {stop}")
+
+
+def curve_table(meta: dict) -> str:
+    """The retraining validation curve as a collapsed Markdown table (empty without one)."""
+    curve = meta.get("validation") or []
+    if not curve:
+        return ""
+    rows = "\n".join(f"| {p['iteration']:,} | {p['patches']:,} | {p['val_psnr']:.3f} | {p['val_ssim']:.4f} |" for p in curve)
+    return ("\n<details><summary>Retraining validation curve</summary>\n\n"
+            "| iteration | patches | val PSNR (dB) | val SSIM |\n| --- | --- | --- | --- |\n" + rows + "\n\n</details>\n")
 
 
 def main(argv=None) -> int:
@@ -77,7 +103,7 @@ def main(argv=None) -> int:
         name = f"hinas_sigma{sigma:g}"
         shutil.copyfile(src, out_dir / f"{name}.pt")
         entry = {"sigma": sigma, "file": f"{name}.pt", "card": f"{name}.md", "config": args.config,
-                 "width": spec["width"], "params": row["params"], "iterations": meta["iterations"],
+                 "width": spec["width"], "in_channels": spec.get("in_channels", 1), "params": row["params"], "iterations": meta["iterations"],
                  "device": args.device_name, "date": args.date, "commit": commit,
                  "paper": "%.2f / %.4f" % PAPER_BSD500["HiNAS (paper)"][int(sigma)]
                  if int(sigma) in PAPER_BSD500["HiNAS (paper)"] else "-",

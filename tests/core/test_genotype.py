@@ -106,3 +106,18 @@ def test_table3_cell_edits():
     assert r2.ops_used() == g.ops_used() or sorted(r2.ops_used()) == sorted(g.ops_used())
     assert r2.cells != g.cells and r2.levels == g.levels
     assert Genotype.from_json(r2.to_json()) == r2  # still valid
+    # A cell whose nodes all read the two cell inputs is rewired too (each node after the first).
+    plain = Genotype([[[("conv", 0), ("dil", 1)]] * 3], [0, 1], [4, 8])
+    rewired = rewire(plain)
+    assert [sorted(i for _, i in node) for node in rewired.cells[0]] == [[0, 1], [1, 2], [1, 2]]
+    assert [sorted(op for op, _ in node) for node in rewired.cells[0]] == [["conv", "dil"]] * 3
+
+
+def test_cell_edits_by_name():
+    from hinas_core.genotype import GenotypeError, apply_edit, replace_ops, rewire
+
+    g = Genotype.load("example_denoise")
+    assert apply_edit(g, None) is g
+    assert apply_edit(g, "r1") == replace_ops(g, {"conv": "def"}) and apply_edit(g, "r2") == rewire(g)
+    with pytest.raises(GenotypeError, match="r3"):
+        apply_edit(g, "r3")

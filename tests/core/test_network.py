@@ -128,3 +128,38 @@ def test_no_device_is_hard_coded():
     x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
     assert net(x).dtype == torch.float64
     assert net.transition_probs().dtype == torch.float64
+
+
+@pytest.mark.parametrize("channels", [8, 40, 203])
+def test_aspp_block_shapes_and_parameter_count(channels):
+    from hinas_core.network import ASPP
+
+    block = ASPP(channels)
+    c, b = channels, channels // 4
+    assert block(torch.rand(2, c, 13, 11)).shape == (2, b, 13, 11)
+    assert count_parameters(block) == 4 * c * b + 4 * b * b + 27 * c + 6 * c + 10 * b  # the docstring's count
+
+
+def test_aspp_in_the_end_part_adds_its_block_and_narrows_the_end_conv():
+    g = Genotype.load("example_denoise")  # last level 0: the end part reads 5 nodes x 6 channels
+    plain, aspp = build_network(g, width=6), build_network(g, width=6, aspp=True)
+    x = torch.rand(2, 1, 20, 20)
+    assert plain.aspp is None and aspp(x).shape == plain(x).shape == x.shape
+    c = 5 * 6
+    end_saved = 9 * (c - c // 4)  # the end conv reads c // 4 channels instead of c
+    assert count_parameters(aspp) - count_parameters(plain) == count_parameters(aspp.aspp) - end_saved
+    assert {k for k in aspp.state_dict() if not k.startswith("aspp.")} == set(plain.state_dict())  # nothing else differs
+    aspp(x).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aspp.aspp.parameters())
+
+
+def test_aspp_is_in_the_model_spec_only_when_on():
+    from hinas_core.models import ModelError, build_model, hinas_spec
+
+    g = Genotype.load("example_denoise")
+    assert "aspp" not in hinas_spec(g, width=4)  # specs and model files from before the switch are unchanged
+    spec = hinas_spec(g, target_params=60_000, aspp=True)
+    assert spec["aspp"] is True and build_model(spec).aspp is not None
+    assert abs(count_parameters(build_model(spec)) - 60_000) < abs(count_parameters(build_model({**spec, "width": spec["width"] + 2})) - 60_000)
+    with pytest.raises(ModelError, match="aspp"):
+        build_model({**spec, "aspp": "yes"})

@@ -172,3 +172,37 @@ def test_compiled_bf16_channels_last_retraining_follows_fp32_on_cuda():
     with torch.no_grad():
         a, b = ref.denoiser()(x), fast.denoiser()(x)
     assert (a - b).abs().mean().item() < 0.02
+
+
+@cuda
+def test_search_and_retraining_resume_from_checkpoint_files_loaded_onto_the_gpu(tmp_path):
+    """The trainables load checkpoints with map_location = their GPU, which moves the saved RNG
+    states there too; resuming must still set the generators (it raised TypeError on an H200)."""
+    from hinas_core.genotype import Genotype
+    from hinas_core.models import hinas_spec, load_tensors
+    from hinas_core.retrain import RetrainConfig, Trainer
+
+    cfg = SearchConfig(max_epochs=3, warmup_epochs=1, batch_size=4, seed=1)
+    evaluate = lambda d: {"psnr": 20.0, "ssim": 0.5}  # noqa: E731
+    s = Searcher(preset("tiny"), cfg, NoiseSampler(), NoiseSampler(), evaluate, 2, "cuda")
+    s.run_epoch()
+    torch.save(s.state_dict(), tmp_path / "search.pt")
+    rng = torch.get_rng_state()
+    state = load_tensors(tmp_path / "search.pt", "search checkpoint", "cuda")
+    assert state["torch_rng"].is_cuda
+    again = Searcher(preset("tiny"), cfg, NoiseSampler(), NoiseSampler(), evaluate, 2, "cuda")
+    torch.manual_seed(123)
+    again.load_state_dict(state)
+    assert torch.equal(torch.get_rng_state(), rng) and again.epoch == 1
+    assert np.isfinite(again.run_epoch()["train_loss"])
+
+    spec = hinas_spec(Genotype.load("example_denoise"), width=8)
+    t = Trainer(spec, RetrainConfig(iterations=4, batch_size=2, report_every=2), NoiseSampler(64), "cuda")
+    t.run()
+    torch.save(t.state_dict(), tmp_path / "retrain.pt")
+    rng = torch.get_rng_state()
+    u = Trainer(spec, RetrainConfig(iterations=4, batch_size=2, report_every=2), NoiseSampler(64), "cuda")
+    torch.manual_seed(123)
+    u.load_state_dict(load_tensors(tmp_path / "retrain.pt", "retrain checkpoint", "cuda"))
+    assert torch.equal(torch.get_rng_state(), rng) and u.iteration == 2
+    assert np.isfinite(u.run()["train_loss"])

@@ -5,11 +5,13 @@ import pytest
 
 from hinas.pipeline.experiment import load_experiment
 from hinas.pipeline.run import run_pipeline
+from hinas_core import Genotype
 from hinas_core.models import load_model
 
 pytestmark = pytest.mark.slow
 
-ABLATIONS = ["table1_ws", "table1_w40", "table1_wm", "table2_mse", "table3_r1", "table3_r2", "table4_unshared", "journal"]
+ABLATIONS = ["table1_ws", "table1_w40", "table1_wm", "table2_mse", "table3_r1", "table3_r2", "table4_unshared", "journal", "aspp"]
+GIVEN = ("table3_r1", "table3_r2", "aspp")  # no search: they take the ws run's genotype
 
 # Tiny: each ablation keeps its own switch; size, data and budget shrink to seconds on CPU.
 TINY = ["space.layers=2", "space.nodes=2", "space.base_width=4", "data.dataset=sample", "data.patch_size=32",
@@ -26,11 +28,16 @@ FIXED = {"space.nodes=2": "space.nodes=1", "data.patch_size=32": "data.patch_siz
 def test_ablation_config_runs_tiny(ablation, repo_root, tmp_path, ray_local, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     tiny = [FIXED.get(o, o) for o in TINY] if ablation in ("table1_w40", "table1_wm") else TINY
+    tiny = [*tiny, "data.sigmas=[30]"]  # Tables 2 and 4 run three sigma; one is enough here
+    if ablation in GIVEN:  # what the tiny ws run would have derived (ws's own search is tested above)
+        Genotype([[[("conv", 0), ("dil", 1)], [("conv", 0), ("skip", 2)]]], [0, 1], [4, 8]).save(
+            tmp_path / "bsd500-table1_ws" / "derived" / "sigma30" / "genotype.json")
     exp = load_experiment(repo_root / f"tune_configs/ablation_{ablation}.yaml", [f"output_dir={tmp_path}", *tiny])
     assert exp.ablation == ablation and exp.mlflow_experiment == "bsd500-ablations"
     out = run_pipeline(exp)
     rows = out["evaluation"]
     assert len(rows) == 1 and rows[0]["kind"] == "hinas" and rows[0]["psnr_whole"] > 0
+    assert (out["search"] == []) == (ablation in GIVEN)
     genotype = json.loads(open(out["genotypes"]["30.0"]).read())
     _, spec, _ = load_model(rows[0]["model"])
     ops = [op for cell in spec["genotype"]["cells"] for node in cell for op, _ in node]
@@ -39,6 +46,8 @@ def test_ablation_config_runs_tiny(ablation, repo_root, tmp_path, ray_local, mon
     if ablation == "table1_wm":
         assert genotype["widths"] == [10, 20] and genotype["levels"] == [0, 1]
     if ablation == "table3_r1":
-        assert "conv" not in ops
+        assert "conv" not in ops and ops.count("def") == 2 and "derived_from" in genotype["provenance"]
+    if ablation == "aspp":
+        assert spec["aspp"] is True
     if ablation == "journal":
         assert len(genotype["cells"]) == 2 and "def" not in ops  # one cell per layer, no deformable conv

@@ -106,6 +106,7 @@ sections = st.fixed_dictionaries({}, optional={
     "search": st.dictionaries(st.sampled_from(["max_epochs", "patience", "w_lr", "stop_rule", "seed", "y"]), values, max_size=3),
     "data": st.dictionaries(st.sampled_from(["dataset", "sigmas", "root", "patch_size", "clip", "z"]), values, max_size=3),
     "resources": st.dictionaries(st.sampled_from(["cpu", "gpu", "max_concurrent"]), values, max_size=2),
+    "derive": st.dictionaries(st.sampled_from(["from_genotype", "edit", "w"]), values | st.text(alphabet="{}sigma/r1", max_size=9), max_size=2),
     "seeds": values,
 })
 
@@ -121,18 +122,24 @@ def test_no_config_produces_anything_but_a_config_or_a_config_error(raw):
 
 def test_ablation_configs_extend_the_paper_config_and_change_one_thing(repo_root):
     base = load_experiment(repo_root / "tune_configs/bsd500.yaml")
+    ws = "bsd500-table1_ws/derived/sigma{sigma}/genotype.json"
     expected = {
-        "table1_ws": {}, "table1_w40": {"width_mode": "w40"}, "table1_wm": {"width_mode": "wm"},
-        "table2_mse": {"ssim_weight": 0.0}, "table3_r1": {"cell_edit": "r1"}, "table3_r2": {"cell_edit": "r2"},
-        "table4_unshared": {"cell_sharing": False}, "journal": {"tied_cells": False},
+        "table1_ws": {}, "table1_w40": {"width_mode": "w40", "target_params": 0},
+        "table1_wm": {"width_mode": "wm", "target_params": 0},
+        "table2_mse": {"ssim_weight": 0.0}, "table3_r1": {"from": ws, "edit": "r1"}, "table3_r2": {"from": ws, "edit": "r2"},
+        "table4_unshared": {"cell_sharing": False}, "aspp": {"from": ws, "aspp": True},
+        "journal": {"tied_cells": False, "loss_average": True},
     }
     for key, change in expected.items():
         exp = load_experiment(repo_root / f"tune_configs/ablation_{key}.yaml")
-        assert exp.ablation == key and exp.data.sigmas == (30.0,) and exp.retrain == (
-            base.retrain if key != "table2_mse" else exp.retrain)
+        assert exp.ablation == key and exp.retrain == (base.retrain if key not in ("table2_mse", "journal") else exp.retrain)
+        src = exp.derive.from_genotype
         got = {"width_mode": exp.space.width_mode, "cell_sharing": exp.space.cell_sharing, "tied_cells": exp.space.tied_cells,
-               "ssim_weight": exp.search.ssim_weight, "cell_edit": exp.model.cell_edit}
-        ref = {"width_mode": "searched", "cell_sharing": True, "tied_cells": True, "ssim_weight": 0.5, "cell_edit": None}
+               "ssim_weight": exp.search.ssim_weight, "loss_average": exp.search.loss_average, "edit": exp.derive.edit,
+               "from": src and src.replace(f"{exp.output_dir}/", ""), "target_params": exp.model.target_params,
+               "aspp": exp.model.aspp}
+        ref = {"width_mode": "searched", "cell_sharing": True, "tied_cells": True, "ssim_weight": 0.5, "loss_average": False,
+               "edit": None, "from": None, "target_params": 630_000, "aspp": False}
         assert got == {**ref, **change}, key
 
 

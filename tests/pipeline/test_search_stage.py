@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 OVERRIDES = ["--set", "search.patience=1", "--set", "search.stop_rule=decrease", "--set", "search.max_epochs=8"]
 
 
-def hinas(*args, cwd, **kw):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+def hinas(*args, cwd, env=None, **kw):
+    env = {**(env or os.environ), "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
@@ -83,6 +83,22 @@ def test_killed_search_resumes_to_the_same_decision(tiny_search, tmp_path, repo_
     for key in ("epochs", "stop", "best_epoch", "val_psnr", "levels"):
         assert resumed[key] == reference[key], key
     assert Genotype.load(resumed["genotype"]) == Genotype.load(reference["genotype"])
+
+
+def test_a_search_trial_that_keeps_failing_stops_the_pipeline_before_derive(tmp_path, repo_root):
+    """A trial that fails after Tune's retries has the genotype of an unfinished search: `hinas
+    run` must say so and stop, not derive and retrain it (it went on, on an H200)."""
+    env = {**os.environ, "HINAS_FAULT_KILL_AT": "search-step:7"}  # every attempt dies 7 batches in
+    args = ["run", str(repo_root / "tune_configs/tiny_search.yaml"), "--set", f"output_dir={tmp_path}",
+            "--set", "data.sigmas=[30]", "--set", "resources.cpu=1", "--set", "search.warmup_epochs=1",
+            "--set", "search.max_epochs=30", "--set", "search.patience=30", "--set", "retrain.iterations=2",
+            "--set", "model.baselines=[]", "--set", "evaluate.max_images=1"]
+    code, log = finish(hinas(*args, cwd=tmp_path, env=env))
+    assert code == 1 and "search trial(s) failed" in log and "sigma30-seed0" in log, log[-3000:]
+    exp_dir = tmp_path / "tiny-search"
+    row = json.loads((exp_dir / "search_summary.json").read_text())["trials"][0]
+    assert row["status"] == "ERROR" and row["genotype"]  # it had a genotype, and it was not used
+    assert not (exp_dir / "derived").exists() and not (exp_dir / "retrain").exists()
 
 
 def test_resume_without_an_experiment_is_a_clear_error(tmp_path, repo_root):

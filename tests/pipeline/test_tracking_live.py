@@ -103,9 +103,19 @@ def test_a_lost_tracking_server_does_not_stop_the_trial_and_gets_everything_once
         assert time.time() - t0 < 20, "logging to a lost server held the trial up"
         lost = [line for line in out.getvalue().splitlines() if "retrying every" in line]
         assert len(lost) == 1 and server.uri in lost[0], out.getvalue()
+        # The driver hears of it through the trial's results (Ray keeps worker output apart).
+        console = io.StringIO()
+        watch = trial_run.TrackingWatch(out=console)
+        assert run.unsent >= 3
+        for unsent in (run.unsent, run.unsent + 1):
+            watch.on_trial_result(0, [], "search_sigma30", {trial_run.UNSENT: unsent})
         server.start()
         assert run.finish()
-        assert "is back" in out.getvalue()
+        assert "is back" in out.getvalue() and run.unsent == 0
+        watch.on_trial_result(0, [], "search_sigma30", {trial_run.UNSENT: run.unsent})
+        said = console.getvalue().splitlines()
+        assert len(said) == 2 and "search_sigma30 cannot reach the MLflow store" in said[0], said
+        assert "reached the MLflow store again" in said[1]
         client = Tracker(server.uri, "live").client
         got = client.get_run(run.run_id)
         assert got.info.status == "FINISHED"

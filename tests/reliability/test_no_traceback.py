@@ -47,7 +47,8 @@ value = st.one_of(plausible, plausible, junk)  # mostly values a user might type
 section_keys = {
     "space": ["preset", "nodes", "layers", "base_width", "ops", "in_channels", "width_mode", "x"],
     "search": ["max_epochs", "warmup_epochs", "patience", "batch_size", "w_lr", "stop_rule", "y"],
-    "data": ["dataset", "sigmas", "root", "patch_size", "val_fraction", "max_images", "val_crop", "z"],
+    "data": ["dataset", "sigmas", "root", "patch_size", "val_fraction", "max_images", "val_crop", "channels", "augment",
+             "metric", "z"],
     "resources": ["cpu", "gpu", "max_concurrent"],
 }
 

@@ -86,8 +86,14 @@ def outcome(faults, exp_dir: Path) -> dict:
 
     from hinas_core.models import load_tensors
 
+    from hinas.pipeline.retrain_curves import model_meta
+
     return {
         **faults.outcome(exp_dir),
+        # Each job's validation curve (and early stop) as the model file keeps it: a job cut,
+        # moved and resumed must end with the whole curve of an uninterrupted one.
+        "curves": {m: {k: model_meta(exp_dir / "models" / m / "model.pt")[k] for k in ("validation", "stop_reason")}
+                   for m in MODELS},
         "history": [{k: h[k] for k in ("epoch", "train_loss", "val_psnr", "val_ssim", "alpha", "beta", "genotype")}
                     for h in json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text())],
         "models": {m: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in
@@ -139,3 +145,7 @@ def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, m
     assert runs and all(r.info.status == "FINISHED" for r in runs)
     search = next(r for r in runs if r.data.tags.get("hinas.stage") == "search")
     assert sorted(m.step for m in client.get_metric_history(search.info.run_id, "val_psnr")) == [1, 2, 3]
+    assert [p["iteration"] for p in reference["curves"][MODELS[0]]["validation"]] == [2, 4, 6]
+    for m in MODELS:  # the retraining curves too, though the jobs began on the machine before
+        job = next(r for r in runs if r.data.tags.get("hinas.key") == f"retrain:{m}")
+        assert sorted(x.step for x in client.get_metric_history(job.info.run_id, "val_psnr")) == [2, 4, 6], m
