@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_denoise)
 
     from hinas.datasets import commands as data_commands
-    data_commands.register(sub)
+    from .bm3d_command import register as register_bm3d
+    register_bm3d(data_commands.register(sub))  # `hinas data bm3d`: BM3D's kept test scores
     from . import state_commands
     state_commands.register(sub)
     return parser

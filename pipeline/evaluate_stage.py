@@ -10,6 +10,7 @@ the score of those noisy images themselves (``noisy_psnr`` / ``noisy_ssim``: the
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,6 +23,7 @@ from hinas_core.fsutil import atomic_file
 from hinas_core.models import load_model
 from hinas_core.network import count_parameters
 
+from .bm3d_kept import bm3d_denoiser, find_kept
 from .data import test_pairs
 from .experiment import PAIR_DATASETS, ExperimentConfig
 from .faults import kill_point
@@ -111,28 +113,29 @@ def save_examples(denoise, pairs, path: Path, label: str = "", sigma: Optional[f
     return save_png(examples_figure(triples, titles), path)
 
 
-def bm3d_denoiser(sigma: float):
-    """BM3D (the PyPI ``bm3d`` package) as a denoiser callable, told the true noise level."""
-    import bm3d
+def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+    """BM3D on the very same noisy test images, whole-image protocol (it is a whole-image method).
 
-    def denoise(batch: torch.Tensor) -> torch.Tensor:
-        out = [bm3d.bm3d(x[0].double().numpy(), sigma_psd=sigma / 255.0) for x in batch]
-        return torch.from_numpy(np.stack(out)[:, None]).float()
-
-    return denoise
-
-
-def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] = None) -> Dict[str, Any]:
-    """BM3D on the very same noisy test images, whole-image protocol (it is a whole-image method)."""
+    Its scores kept by ``hinas data bm3d`` are reused when their key matches these test pairs
+    (pipeline/bm3d_kept.py); otherwise BM3D is computed - or, with ``evaluate.bm3d: kept``, left
+    out (None) with one line saying why. The row's ``bm3d_source`` says which.
+    """
     pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
     label = f"bm3d-sigma{sigma:g}"
-    r = evaluate(bm3d_denoiser(sigma), pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset)
+    r, kept, why = find_kept(exp, sigma, pairs)
+    if r is None and exp.evaluate.bm3d == "kept":
+        print(f"hinas: BM3D at sigma {sigma:g} left out (evaluate.bm3d: kept): {why}; "
+              "compute it with `hinas data bm3d CONFIG`", file=sys.stderr, flush=True)
+        return None
+    if r is None:
+        r = evaluate(bm3d_denoiser(sigma), pairs, protocol="whole", sigma=sigma, dataset=exp.data.dataset,
+                     metric=exp.data.metric)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_results([r], out_dir / f"{label}.parquet")
     return {"label": label, "kind": "bm3d", "sigma": sigma, "params": 0, "images": len(pairs),
-            "dataset": exp.data.dataset, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim, "offset_whole": r.offset,
-            "inference_s": r.seconds, "iterations": None}
+            "dataset": exp.data.dataset, "test_set": pairs.name, "model": None, "psnr_whole": r.psnr, "ssim_whole": r.ssim, "offset_whole": r.offset,
+            "inference_s": r.seconds, "iterations": None, "bm3d_source": f"kept {kept}" if kept else "computed"}
 
 
 def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -144,7 +147,8 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Di
             rows.append(evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out))
             kill_point("evaluate-model")
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
-        rows += [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
+        bm3d = [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
+        rows += [r for r in bm3d if r is not None]
     noisy = {s: noisy_scores(exp, s) for s in sorted({float(r["sigma"]) for r in rows})}
     for r in rows:
         r.update(noisy[float(r["sigma"])])

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -233,14 +233,17 @@ class EvalConfig:
         max_images: score only the first N test images (0 = all 200).
         crop: score the central ``crop`` x ``crop`` region of each test image (0 = whole).
         examples: noisy/denoised/clean example images kept per model.
-        bm3d: also score BM3D (PyPI ``bm3d``, told the true sigma) on the same noisy images.
+        bm3d: also score BM3D (PyPI ``bm3d``, told the true sigma) on the same noisy images:
+            ``true`` reuses the scores kept by ``hinas data bm3d`` when they were kept for these
+            very test pairs and computes them otherwise; ``kept`` only reuses them (BM3D is left
+            out where none match: for GPU jobs); ``false``: no BM3D.
     """
 
     protocols: Tuple[str, ...] = ("patch", "whole")
     max_images: int = 0
     crop: int = 0
     examples: int = 2
-    bm3d: bool = True
+    bm3d: Union[bool, str] = True
 
     def __post_init__(self):
         p = self.protocols
@@ -253,8 +256,8 @@ class EvalConfig:
         if _int("evaluate", "crop", self.crop, 0) and self.crop < 11:
             raise ConfigError(f"evaluate.crop: must be 0 (whole images) or >= 11, got {self.crop}")
         _int("evaluate", "examples", self.examples, 0)
-        if not isinstance(self.bm3d, bool):
-            raise ConfigError(f"evaluate.bm3d: expected true or false, got {self.bm3d!r}")
+        if not isinstance(self.bm3d, bool) and self.bm3d != "kept":
+            raise ConfigError(f"evaluate.bm3d: expected true, false or kept, got {self.bm3d!r}")
 
 
 OPTUNA_TYPES = ("float", "int", "categorical")

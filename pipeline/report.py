@@ -79,6 +79,11 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
             offset = r.get("offset_whole", r.get(f"offset_{protocols[0]}") if protocols else None)
             cells += [_fmt(offset, 2) if offset is None or math.isnan(offset) else f"{offset:+.2f}", _fmt(r.get("inference_s"), 3), str(r.get("images"))]
             lines.append("| " + " | ".join(cells) + " |")
+    kept = [r for r in evaluation if str(r.get("bm3d_source", "")).startswith("kept ")]
+    if kept:  # pipeline/bm3d_kept.py: the same scores, computed once on another run or machine
+        lines += ["", "BM3D scores kept by `hinas data bm3d` for these very noisy images (its inference seconds were "
+                  "measured where they were computed): " + ", ".join(f"{r['label']} from {Path(r['bm3d_source'][5:]).name}"
+                                                                     for r in kept) + "."]
     kinds = {s: {r["kind"]: r for r in rows} for s, rows in by_sigma.items()}
     ratios = [(s, d["hinas"], d["dncnn"], d.get("bm3d")) for s, d in sorted(kinds.items()) if "hinas" in d and "dncnn" in d]
     if ratios:

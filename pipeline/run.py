@@ -190,7 +190,8 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
             if job and job["spec"].get("genotype"):
                 tags[GENOTYPE] = genotype_hash(job["spec"]["genotype"])
             name = run_name("eval", r["kind"], r["sigma"], job["seed"] if job else None)
-            with tracker.run(name, f"evaluate:{r['label']}", parent, tags, {"kind": r["kind"]}) as run_id:
+            params = {"kind": r["kind"], **({"bm3d_source": r["bm3d_source"]} if "bm3d_source" in r else {})}
+            with tracker.run(name, f"evaluate:{r['label']}", parent, tags, params) as run_id:
                 tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
                 parquet = exp.experiment_dir / "evaluation" / f"{r['label']}.parquet"
                 if parquet.is_file():
