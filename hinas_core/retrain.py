@@ -210,17 +210,20 @@ class Trainer:
         self.model.train()
         losses = []
         for _ in range(n):
-            for group in self.opt.param_groups:
-                group["lr"] = self.lr_at(self.iteration)
-            noisy, clean = self.sampler.sample(self.rng, self.config.batch_size)
-            noisy, clean = to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last)
-            loss = self.step(noisy, clean)
-            if self.config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
-            self.opt.step()
-            losses.append(loss)
+            losses.append(self._update(self.rng, self.lr_at(self.iteration)))
             self.iteration += 1
         return losses
+
+    def _update(self, rng: np.random.Generator, lr: float) -> torch.Tensor:
+        """One optimiser step at ``lr`` on a batch drawn with ``rng``; returns its loss, unread."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        noisy, clean = self.sampler.sample(rng, self.config.batch_size)
+        loss = self.step(to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last))
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
+        self.opt.step()
+        return loss
 
     def _todo(self, iterations: Optional[int]) -> int:
         if self.stop_reason is not None:
@@ -332,14 +335,8 @@ class Trainer:
         rng = np.random.Generator(np.random.PCG64([self.config.seed, self.iteration]))
         buffers = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm statistics stay put too
         self.model.train()
-        for group in self.opt.param_groups:
-            group["lr"] = 0.0
         for _ in range(min(steps, self.iteration)):
-            noisy, clean = self.sampler.sample(rng, self.config.batch_size)
-            self.step(to_device(noisy, self.device, self.channels_last), to_device(clean, self.device, self.channels_last))
-            if self.config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.step.params, self.config.grad_clip)
-            self.opt.step()
+            self._update(rng, 0.0)
         with torch.no_grad():
             for b, saved in zip(self.model.buffers(), buffers):
                 b.copy_(saved)
