@@ -112,10 +112,12 @@ def cli(capsys):
 
 
 def sibling(name: str):
-    """The test module ``name`` of this folder, loaded as a module, to use its helpers."""
+    """The test module ``name`` of this folder (or a path from it, e.g. ``../core/test_x``),
+    loaded as a module, to use its helpers."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"_reliability_{name}", Path(__file__).with_name(f"{name}.py"))
+    module_name = "_reliability_" + name.replace("../", "up_").replace("/", "_")
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -12,33 +12,6 @@ import torch
 pytestmark = pytest.mark.timeout(300)
 
 LABEL = "dncnn-sigma30-seed0"
-SPEC = {"kind": "dncnn", "depth": 3, "width": 8}
-
-
-class Crops:
-    def __init__(self):
-        from skimage import data
-        self.img = data.camera()[:256].astype(np.float32) / 255
-
-    def sample(self, rng, batch):
-        ys, xs = rng.integers(0, 232, batch), rng.integers(0, 488, batch)
-        clean = np.stack([self.img[y:y + 24, x:x + 24] for y, x in zip(ys, xs)])[:, None]
-        return torch.from_numpy(clean + 0.12 * rng.standard_normal(clean.shape).astype(np.float32)), torch.from_numpy(clean)
-
-
-def validator():
-    from skimage import data
-
-    from hinas.datasets import Pair, evaluate
-
-    clean = data.camera()[300:364, 100:164]
-    pairs = [Pair("held-out", (clean + 30 * np.random.default_rng(0).standard_normal(clean.shape)).astype(np.float32), clean)]
-
-    def validate(denoise):
-        r = evaluate(denoise, pairs, protocol="patch", patch=32)
-        return {"psnr": r.psnr, "ssim": r.ssim}
-
-    return validate
 
 
 @pytest.mark.parametrize("compact", [False, True])
@@ -48,12 +21,13 @@ def test_a_cut_job_moved_by_a_bundle_keeps_its_validation_curve_and_plateau_stat
     from hinas_core.models import load_tensors
     from hinas_core.retrain import RetrainConfig, Trainer
 
+    core = make.sibling("../core/test_retrain_validation")  # its camera crops, held-out validator and tiny DnCNN
     torch.set_num_threads(1)
     cfg = RetrainConfig(iterations=16, batch_size=4, report_every=4, validate_every=2, lr=2e-3, cuda_graph=False,
                         plateau={"min_gain_db": 0.5, "window_patches": 32})
 
     def trainer():
-        return Trainer(SPEC, cfg, Crops(), validate=validator())
+        return Trainer(core.SPEC, cfg, core.Crops(), validate=core.held_out())
 
     whole = trainer()
     while not whole.done:

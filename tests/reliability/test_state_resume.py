@@ -18,46 +18,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "tune_configs" / "quickstart.yaml"
-NAME = "quickstart"
-TINY = ["--set", "data.sigmas=[30]", "--set", "search.max_epochs=3", "--set", "search.warmup_epochs=1",
-        "--set", "retrain.iterations=6", "--set", "retrain.report_every=2", "--set", "resources.cpu=1",
-        "--set", "evaluate.bm3d=false", "--set", "evaluate.max_images=2", "--set", "evaluate.crop=64",
-        "--set", "evaluate.examples=1"]
-MODELS = ("hinas-sigma30-seed0", "dncnn-sigma30-seed0")
 
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of session ``sid`` (the driver's local Ray included)."""
-    for _ in range(20):
-        pids = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if fields[0] != "Z" and int(fields[3]) == sid:
-                    pids.append(int(entry.name))
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-
-
-def machine(out: Path, tag: str, *args: str, kill_at: str = "") -> tuple:
+# test_faults (loaded in the test as ``faults``) gives the run: CONFIG, NAME, TINY (the quickstart
+# made as small as it goes), MODELS, and kill_session.
+def machine(faults, out: Path, tag: str, *args: str, kill_at: str = "") -> tuple:
     """``hinas run`` on a fresh "machine": its own Ray and MLflow store; everything it started
     dies with it. Returns (exit code, log, MLflow URI)."""
     uri = f"sqlite:///{out}/mlflow-{tag}.db"
@@ -68,13 +38,13 @@ def machine(out: Path, tag: str, *args: str, kill_at: str = "") -> tuple:
         env["HINAS_FAULT_KILL_AT"] = kill_at
     log_path = out / f"{tag}.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", "run", str(CONFIG),
-                                 "--set", f"output_dir={out / 'runs'}", *TINY, *args],
+        proc = subprocess.Popen([sys.executable, "-m", "hinas.pipeline.cli", "run", str(faults.CONFIG),
+                                 "--set", f"output_dir={out / 'runs'}", *faults.TINY, *args],
                                 cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         code = proc.wait(timeout=600)
     finally:
-        kill_session(proc.pid)
+        faults.kill_session(proc.pid)
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     return code, log_path.read_text(), uri
 
@@ -93,22 +63,23 @@ def outcome(faults, exp_dir: Path) -> dict:
         # Each job's validation curve (and early stop) as the model file keeps it: a job cut,
         # moved and resumed must end with the whole curve of an uninterrupted one.
         "curves": {m: {k: model_meta(exp_dir / "models" / m / "model.pt")[k] for k in ("validation", "stop_reason")}
-                   for m in MODELS},
+                   for m in faults.MODELS},
         "history": [{k: h[k] for k in ("epoch", "train_loss", "val_psnr", "val_ssim", "alpha", "beta", "genotype")}
                     for h in json.loads((exp_dir / "genotypes" / "sigma30-seed0" / "history.json").read_text())],
         "models": {m: {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in
-                       load_tensors(exp_dir / "models" / m / "model.pt")["state_dict"].items()} for m in MODELS},
+                       load_tensors(exp_dir / "models" / m / "model.pt")["state_dict"].items()} for m in faults.MODELS},
     }
 
 
-def move(cli, out: Path, tag: str) -> str:
+def move(faults, cli, out: Path, tag: str) -> str:
     """Export the run's state, delete the run folder (and the machine's MLflow store), import."""
     bundle = out / "bundle"
-    code, text, err = cli("state", "export", CONFIG, "--set", f"output_dir={out / 'runs'}", *TINY, "--out", bundle)
+    config, tiny = faults.CONFIG, faults.TINY
+    code, text, err = cli("state", "export", config, "--set", f"output_dir={out / 'runs'}", *tiny, "--out", bundle)
     assert code == 0, err
     assert all(p.stat().st_size <= 16 * 2**20 for p in bundle.iterdir())
     shutil.rmtree(out / "runs")
-    code, _, err = cli("state", "import", CONFIG, "--set", f"output_dir={out / 'runs'}", *TINY, "--from", bundle)
+    code, _, err = cli("state", "import", config, "--set", f"output_dir={out / 'runs'}", *tiny, "--from", bundle)
     assert code == 0, err
     return text
 
@@ -116,27 +87,28 @@ def move(cli, out: Path, tag: str) -> str:
 def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, make, tmp_path):
     from mlflow import MlflowClient
 
-    faults = make.sibling("test_faults")  # its outcome(): what a run decided, without timings
+    faults = make.sibling("test_faults")  # the run, and its outcome(): what a run decided, without timings
+    NAME, MODELS = faults.NAME, faults.MODELS
 
     ref = tmp_path / "reference"
     ref.mkdir()
-    code, log, _ = machine(ref, "reference")
+    code, log, _ = machine(faults, ref, "reference")
     assert code == 0, log[-4000:]
     reference = outcome(faults, ref / "runs" / NAME)
 
     out = tmp_path / "moved"
     out.mkdir()
-    code, log, _ = machine(out, "first", kill_at="search-result:1")
+    code, log, _ = machine(faults, out, "first", kill_at="search-result:1")
     assert code == -signal.SIGKILL and "SIGKILL at search-result:1" in log, log[-3000:]
-    text = move(cli, out, "first")
+    text = move(faults, cli, out, "first")
     assert "checkpoint: search sigma30-seed0: epoch 1" in text  # the search resumes mid-way
 
-    code, log, _ = machine(out, "second", "--resume", kill_at="retrain-result:1")
+    code, log, _ = machine(faults, out, "second", "--resume", kill_at="retrain-result:1")
     assert code == -signal.SIGKILL and "SIGKILL at retrain-result:1" in log, log[-3000:]
-    text = move(cli, out, "second")
+    text = move(faults, cli, out, "second")
     assert "search-summary" in text and "checkpoint: retrain " in text  # a job that had reported
 
-    code, log, uri = machine(out, "third", "--resume")
+    code, log, uri = machine(faults, out, "third", "--resume")
     assert code == 0, log[-4000:]
     assert outcome(faults, out / "runs" / NAME) == reference
 
