@@ -26,30 +26,39 @@ def _free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` on loopback over one SQLite store; stop() is a SIGKILL, start() reuses the port."""
+    """``mlflow server`` on loopback over one SQLite store, in its own session: stop() SIGKILLs it
+    and its workers, start() again reuses the port and the store. tests/reliability/test_faults.py
+    takes it from here (``make.sibling("../pipeline/test_tracking_live")``)."""
 
     def __init__(self, root: Path):
-        self.root, self.port = root, _free_port()
+        self.root, self.port, self.proc = root, _free_port(), None
         self.uri = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self, timeout: float = 180.0) -> "Server":
         mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
         self.proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{self.root}/m.db",
                                       "--artifacts-destination", str(self.root / "art"), "--host", "127.0.0.1",
                                       "--port", str(self.port), "--workers", "1"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while time.time() < deadline:
             try:
                 urllib.request.urlopen(self.uri + "/health", timeout=2)
                 return self
             except OSError:
+                if self.proc.poll() is not None:  # it died (the port taken?): no use waiting
+                    break
                 time.sleep(0.5)
         self.stop()
-        pytest.fail("mlflow server did not answer in 120 s")
+        pytest.fail(f"mlflow server did not answer in {timeout:.0f} s")
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its session is its process group
+        except ProcessLookupError:
+            pass
         self.proc.wait()
 
 

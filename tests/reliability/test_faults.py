@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -465,39 +464,10 @@ def test_trial_workers_killed_mid_epoch_are_retried_from_their_checkpoints(refer
 
 
 # ---- 3. the MLflow tracking server goes away -----------------------------------------------------
-class MlflowServer:
-    def __init__(self, root: Path, port: int):
-        self.root, self.port, self.uri = root, port, f"http://127.0.0.1:{port}"
-        self.proc = None
-
-    def start(self) -> "MlflowServer":
-        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-        self.proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{self.root}/m.db",
-                                      "--artifacts-destination", str(self.root / "art"), "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--workers", "1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.uri + "/health", timeout=2)
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        self.stop()
-        pytest.fail("mlflow server did not answer")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            kill_session(self.proc.pid)
-            self.proc.wait()
-
-
-def test_lost_tracking_server_is_one_clear_error_and_the_run_resumes_once_it_is_back(ray_head, reference, tmp_path):
+def test_lost_tracking_server_is_one_clear_error_and_the_run_resumes_once_it_is_back(ray_head, reference, tmp_path, make):
     from hinas.pipeline.search_stage import restorable
 
-    server = MlflowServer(tmp_path, free_ports(1)[0]).start()
+    server = make.sibling("../pipeline/test_tracking_live").Server(tmp_path).start()  # stop() is a SIGKILL
     try:
         env = {**ray_head, "MLFLOW_TRACKING_URI": server.uri}
         exp_dir = tmp_path / NAME
