@@ -4,8 +4,9 @@ One parent run per pipeline, one run per stage under it (:meth:`Tracker.stage`: 
 ``derive``, ``retrain``, ``evaluate``), and under each stage's run (``mlflow.parentRunId``) one
 run per search trial, retraining job and evaluation, tagged with stage, model kind, dataset,
 sigma, ablation (and the genotype's hash). Every run has a stable key, so a resumed pipeline
-finds and reuses its runs instead of duplicating them. The search and retraining trials own their runs and log into them while they train
-(:mod:`.trial_run`, given :meth:`Tracker.trial_spec` in their config); the driver sequences
+finds and reuses its runs instead of duplicating them. The search and retraining trials own
+their runs and log into them while they train (:mod:`.trial_run`, given
+:meth:`Tracker.trial_spec` in their config); the driver sequences
 the stages, runs the evaluations, and *completes* each trial's run with the stage's products
 (:meth:`Tracker.complete`: artifacts, figures, and any step a trial could not send). A
 completed run carries ``hinas.complete = true``; a resumed pipeline skips those. Every run is
