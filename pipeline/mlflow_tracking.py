@@ -1,10 +1,12 @@
 """MLflow tracking for the pipeline's driver, through ``MlflowClient`` (no global state).
 
-One parent run per pipeline; child runs (``mlflow.parentRunId``) per search trial, retraining
-job and evaluation, tagged with stage, model kind, dataset, sigma, ablation (and the genotype's
-hash) and a stable key so a resumed pipeline finds and reuses its runs instead of duplicating
-them. The search and retraining trials own their runs and log into them while they train
-(:mod:`.trial_run`, given :meth:`Tracker.trial_spec` in their config); the driver sequences
+One parent run per pipeline, one run per stage under it (:meth:`Tracker.stage`: ``search``,
+``derive``, ``retrain``, ``evaluate``), and under each stage's run (``mlflow.parentRunId``) one
+run per search trial, retraining job and evaluation, tagged with stage, model kind, dataset,
+sigma, ablation (and the genotype's hash). Every run has a stable key, so a resumed pipeline
+finds and reuses its runs instead of duplicating them. The search and retraining trials own
+their runs and log into them while they train (:mod:`.trial_run`, given
+:meth:`Tracker.trial_spec` in their config); the driver sequences
 the stages, runs the evaluations, and *completes* each trial's run with the stage's products
 (:meth:`Tracker.complete`: artifacts, figures, and any step a trial could not send). A
 completed run carries ``hinas.complete = true``; a resumed pipeline skips those. Every run is
@@ -47,6 +49,7 @@ KIND = "hinas.kind"  # hinas, dncnn or bm3d: what the run's model is
 GENOTYPE = "hinas.genotype"  # the genotype's hash (see genotype_hash)
 COMPLETE = "hinas.complete"  # "true" once the driver has logged the run's stage products
 PARENT = "mlflow.parentRunId"
+STAGE_KEY = "stage:"  # the key of a stage's run: ``stage:search``
 # MLflow 3's UI opens an experiment in its model-training view, not the GenAI one, with this tag
 # (the values are the UI's ExperimentKind enum; MLflow has no Python API that sets it).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -235,6 +238,27 @@ class Tracker:
         self.end(run_id, "FINISHED")
 
     @contextmanager
+    def stage(self, parent: str, stage: str, tags: Optional[Mapping[str, Any]] = None) -> Iterator[str]:
+        """The run of one stage of the pipeline run ``parent``, named ``stage`` and tagged
+        ``hinas.stage``; it spans the work in the block and holds the runs of the stage's trials,
+        jobs and evaluations. Ended as :meth:`run` ends a run (FINISHED and complete, FAILED, or
+        KILLED by Ctrl-C / SIGTERM).
+
+        A resumed pipeline reuses it: a stage an earlier attempt completed keeps its run as it
+        was (its times are that stage's, the block only finds its products on disk); an
+        interrupted one continues its run. It has no ``hinas.kind``, ``hinas.sigma`` or
+        ``hinas.ablation`` tag: it holds several models and σ, and MLflow's UI shows a matching
+        run's parent beside it, so an ablation tag would put it into the group of its children.
+        """
+        key = STAGE_KEY + stage
+        run_id = self.find(key, parent)
+        if run_id is not None and self.client.get_run(run_id).data.tags.get(COMPLETE) == "true":
+            yield run_id
+            return
+        with self.run(stage, key, parent, {STAGE: stage, **(tags or {})}) as run_id:
+            yield run_id
+
+    @contextmanager
     def complete(self, name: str, key: str, parent: str, tags=None, params=None,
                  end_time: Optional[float] = None, failed: bool = False) -> Iterator[str]:
         """The run a trial opened (or, if it never could, a new one), for the driver to log the
@@ -271,12 +295,18 @@ class Tracker:
             pass
 
     def close_dangling(self, parent: str, status: str = "FAILED") -> int:
-        """Mark children of ``parent`` still RUNNING (a crashed driver's or trial's) as ``status``."""
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
-                                       "attributes.status = 'RUNNING'")
-        for r in runs:
-            self.end(r.info.run_id, status)
-        return len(runs)
+        """Mark runs under ``parent`` still RUNNING (a crashed driver's or trial's) as ``status``:
+        its children, and the children of its stage runs."""
+        stages = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{parent}' and "
+                                         f"tags.`{KEY}` LIKE '{STAGE_KEY}%'")
+        closed = 0
+        for run_id in (parent, *(r.info.run_id for r in stages)):
+            runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT}` = '{run_id}' and "
+                                           "attributes.status = 'RUNNING'")
+            for r in runs:
+                self.end(r.info.run_id, status)
+            closed += len(runs)
+        return closed
 
     def end_if_running(self, key: str, parent: str, status: str = "FAILED") -> None:
         """End the run with this key if it is still RUNNING (a trial that failed for good)."""

@@ -2,8 +2,9 @@
 
 Each stage writes its products under ``OUTPUT_DIR/NAME/`` and a stage whose products exist for
 the same inputs is not redone, so ``hinas run CONFIG --resume`` after a crash continues where
-the pipeline stopped. MLflow holds one parent run per pipeline and child runs per search trial,
-retraining job and evaluation: the trials log into theirs while they train (:mod:`.trial_run`),
+the pipeline stopped. MLflow holds one parent run per pipeline, under it one run per stage
+(search, derive, retrain, evaluate), and under those a run per search trial, retraining job and
+evaluation: the trials log into theirs while they train (:mod:`.trial_run`),
 the driver completes them with the stages' products and logs the evaluations
 (:mod:`.mlflow_tracking`).
 """
@@ -91,7 +92,7 @@ def _params(exp: ExperimentConfig) -> Dict[str, Any]:
     return {**params, "ablation": exp.ablation or "none"}
 
 
-def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
+def _complete_search(tracker: Tracker, stage: str, exp: ExperimentConfig, rows: List[Dict[str, Any]], done: set) -> None:
     """Complete each search trial's run with its products, and any epoch it could not send."""
     from .figures import arch_figure, genotype_figure, psnr_figure
 
@@ -102,7 +103,7 @@ def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows:
             continue
         tags = {STAGE: "search", KIND: "hinas", SIGMA: r["sigma"], DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
         name = run_name("search", "hinas", r["sigma"], r["seed"], r["trial"].split("-")[-1] if r.get("hp") else "")
-        with tracker.complete(name, key, parent, tags, {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}},
+        with tracker.complete(name, key, stage, tags, {"sigma": r["sigma"], "seed": r["seed"], "hp": r.get("hp") or {}},
                               end_time=r.get("end"), failed=not r.get("genotype")) as run_id:
             if not r.get("genotype"):
                 continue
@@ -123,7 +124,7 @@ def _complete_search(tracker: Tracker, parent: str, exp: ExperimentConfig, rows:
                 tracker.log_figure(run_id, arch_figure(history, exp.space.ops, moves), "alpha_beta.png")
 
 
-def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs: List[Dict[str, Any]],
+def _complete_retrain(tracker: Tracker, stage: str, exp: ExperimentConfig, jobs: List[Dict[str, Any]],
                       trained: List[Dict[str, Any]], done: set) -> None:
     """Complete each retraining job's run with its model; a job without one has its run ended FAILED."""
     by_label = {j["label"]: j for j in jobs}
@@ -132,10 +133,10 @@ def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs
         if key in done:
             continue
         if not t.get("model"):  # its run is completed once a resumed pipeline has trained it
-            tracker.end_if_running(key, parent, "FAILED")
+            tracker.end_if_running(key, stage, "FAILED")
             continue
         tags = {**run_tags(job["spec"], t["sigma"]), DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-        with tracker.complete(run_name("retrain", t["kind"], t["sigma"], job["seed"]), key, parent, tags,
+        with tracker.complete(run_name("retrain", t["kind"], t["sigma"], job["seed"]), key, stage, tags,
                               {"kind": t["kind"], "width": job["spec"].get("width"), **exp.retrain.to_dict()},
                               end_time=t.get("end")) as run_id:
             tracker.log_metrics(run_id, {"train_seconds": t.get("train_seconds")})
@@ -145,62 +146,73 @@ def _complete_retrain(tracker: Tracker, parent: str, exp: ExperimentConfig, jobs
                                  register=f"hinas-sigma{t['sigma']:g}" if t["kind"] == "hinas" else None)
 
 
+def _log_evaluations(tracker: Tracker, parent: str, stage: str, exp: ExperimentConfig, jobs: List[Dict[str, Any]],
+                     evaluation: List[Dict[str, Any]], common: Dict[str, Any]) -> None:
+    """One run per evaluated model under the evaluate stage's run (those an earlier, interrupted
+    attempt completed are kept), and its headline numbers on the pipeline run ``parent``."""
+    done = tracker.finished(stage)
+    for r in evaluation:
+        if f"evaluate:{r['label']}" in done:
+            continue
+        job = next((j for j in jobs if j["label"] == r["label"]), None)  # None: BM3D
+        tags = {STAGE: "evaluate", KIND: r["kind"], SIGMA: r["sigma"], **common}
+        if job and job["spec"].get("genotype"):
+            tags[GENOTYPE] = genotype_hash(job["spec"]["genotype"])
+        name = run_name("eval", r["kind"], r["sigma"], job["seed"] if job else None)
+        params = {"kind": r["kind"], **({"bm3d_source": r["bm3d_source"]} if "bm3d_source" in r else {})}
+        with tracker.run(name, f"evaluate:{r['label']}", stage, tags, params) as run_id:
+            tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
+            parquet = exp.experiment_dir / "evaluation" / f"{r['label']}.parquet"
+            if parquet.is_file():
+                tracker.log_artifact(run_id, parquet)
+            if r.get("examples"):
+                tracker.log_artifact(run_id, r["examples"], "figures")
+            # Inside the child's block: a FINISHED evaluation run implies these are logged too.
+            tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
+        kill_point("evaluate-logged")
+
+
 def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(exp.output_dir)
     tracker = Tracker(uri, exp.mlflow_experiment or exp.name, artifact_location(uri, exp.output_dir))
     print(f"MLflow, live: {ui_hint(uri, tracker.experiment_id)}", flush=True)
     common = {DATASET: exp.data.dataset, ABLATION: exp.ablation or "none"}
-    # No hinas.ablation tag on the parent (its params hold it): MLflow's UI shows a matching
-    # child's parent beside it, and grouping by that tag would average the parent in.
+    # No hinas.ablation tag on the parent nor on the stage runs (its params hold it): MLflow's UI
+    # shows a matching child's parent beside it, and grouping by that tag would average it in.
     tags = {STAGE: "pipeline", DATASET: exp.data.dataset, EXPERIMENT: exp.name}
+    stage_tags = {DATASET: exp.data.dataset, EXPERIMENT: exp.name}
     with tracker.run(exp.name, f"pipeline:{exp.experiment_dir}", tags=tags, params=_params(exp)) as parent:
         tracker.close_dangling(parent)
-        done = tracker.finished(parent)  # child runs an earlier, interrupted attempt completed
         tracker.log_json(parent, exp.to_dict(), "config.json")
-        if exp.derive.from_genotype:  # Table 3's edits, SIM with the BSD500 networks: no search
-            search_rows, genotypes = [], derive_given(exp)
-        else:
-            search_rows = search_or_reuse(exp, resume, tracker.trial_spec(parent, common))
-            kill_point("searched")
-            _complete_search(tracker, parent, exp, search_rows, done)
-            kill_point("search-logged")
-            refuse_failed(search_rows)
-            genotypes = derive(exp, search_rows)
-        kill_point("derived")
-        for sigma, path in genotypes.items():
-            tracker.log_artifact(parent, path, f"derived/sigma{sigma:g}")
-        jobs = retrain_jobs(exp, genotypes)
-        trained = run_retrain(exp, jobs, resume=resume, tracking=tracker.trial_spec(parent, common))
-        kill_point("retrained")
-        _complete_retrain(tracker, parent, exp, jobs, trained, done)
-        if (exp.experiment_dir / RETRAIN_CURVES).is_file():
-            tracker.log_artifact(parent, exp.experiment_dir / RETRAIN_CURVES, "figures")
-        failed = [t["label"] for t in trained if not t.get("model")]
-        if failed:
-            raise RuntimeError(f"retraining produced no model for {failed}")
-        kill_point("retrain-logged")
-        evaluation = run_evaluate(exp, trained)
-        kill_point("evaluated")
-        for r in evaluation:
-            if f"evaluate:{r['label']}" in done:
-                continue
-            job = next((j for j in jobs if j["label"] == r["label"]), None)  # None: BM3D
-            tags = {STAGE: "evaluate", KIND: r["kind"], SIGMA: r["sigma"], **common}
-            if job and job["spec"].get("genotype"):
-                tags[GENOTYPE] = genotype_hash(job["spec"]["genotype"])
-            name = run_name("eval", r["kind"], r["sigma"], job["seed"] if job else None)
-            params = {"kind": r["kind"], **({"bm3d_source": r["bm3d_source"]} if "bm3d_source" in r else {})}
-            with tracker.run(name, f"evaluate:{r['label']}", parent, tags, params) as run_id:
-                tracker.log_metrics(run_id, {k: v for k, v in r.items() if k.startswith(("psnr", "ssim")) or k in ("params", "inference_s")})
-                parquet = exp.experiment_dir / "evaluation" / f"{r['label']}.parquet"
-                if parquet.is_file():
-                    tracker.log_artifact(run_id, parquet)
-                if r.get("examples"):
-                    tracker.log_artifact(run_id, r["examples"], "figures")
-                # Inside the child's block: a FINISHED evaluation run implies these are logged too.
-                tracker.log_metrics(parent, {f"{r['label']}.{k}": v for k, v in r.items() if k in ("psnr_patch", "psnr_whole", "ssim_whole")})
-            kill_point("evaluate-logged")
+        search_rows: List[Dict[str, Any]] = []
+        if not exp.derive.from_genotype:  # Table 3's edits, SIM with the BSD500 networks: no search
+            with tracker.stage(parent, "search", stage_tags) as stage:
+                search_rows = search_or_reuse(exp, resume, tracker.trial_spec(stage, common))
+                kill_point("searched")
+                _complete_search(tracker, stage, exp, search_rows, tracker.finished(stage))
+                kill_point("search-logged")
+                refuse_failed(search_rows)
+        with tracker.stage(parent, "derive", stage_tags) as stage:
+            genotypes = derive_given(exp) if exp.derive.from_genotype else derive(exp, search_rows)
+            kill_point("derived")
+            for sigma, path in genotypes.items():
+                tracker.log_artifact(stage, path, f"derived/sigma{sigma:g}")
+        with tracker.stage(parent, "retrain", stage_tags) as stage:
+            jobs = retrain_jobs(exp, genotypes)
+            trained = run_retrain(exp, jobs, resume=resume, tracking=tracker.trial_spec(stage, common))
+            kill_point("retrained")
+            _complete_retrain(tracker, stage, exp, jobs, trained, tracker.finished(stage))
+            if (exp.experiment_dir / RETRAIN_CURVES).is_file():
+                tracker.log_artifact(stage, exp.experiment_dir / RETRAIN_CURVES, "figures")
+            failed = [t["label"] for t in trained if not t.get("model")]
+            if failed:
+                raise RuntimeError(f"retraining produced no model for {failed}")
+            kill_point("retrain-logged")
+        with tracker.stage(parent, "evaluate", stage_tags) as stage:
+            evaluation = run_evaluate(exp, trained)
+            kill_point("evaluated")
+            _log_evaluations(tracker, parent, stage, exp, jobs, evaluation, common)
         report = write_report(exp, search_rows, evaluation)
         kill_point("report")
         tracker.log_artifact(parent, report)

@@ -1,13 +1,13 @@
 """A trial's own MLflow run: opened at its first step, logged as it trains, ended at its last.
 
 The search and retraining trainables call :func:`open_trial_run` with the ``tracking`` entry
-the driver put in their Tune config (store URI, experiment, parent run, tags) and get a
+the driver put in their Tune config (store URI, experiment, the stage's run, tags) and get a
 :class:`TrialRun`:
 
-* the run is found by its key under the pipeline's parent run, so a trial that Tune retries
-  from a checkpoint, or that ``hinas run --resume`` restores, continues *its* run (status back
-  to RUNNING) instead of opening a second one; steps the run already holds are not logged
-  again;
+* the run is found by its key under its stage's run (the entry's parent, which a resumed
+  pipeline reuses), so a trial that Tune retries from a checkpoint, or that ``hinas run
+  --resume`` restores, continues *its* run (status back to RUNNING) instead of opening a
+  second one; steps the run already holds are not logged again;
 * every call is queued and sent in order; when the store cannot be reached the trial goes on,
   prints one warning, and retries every :data:`RETRY_S` seconds, sending what it kept (with
   the original timestamps) once the store is back. If it is still gone when the trial ends,

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from mlflow import MlflowClient
 
 from hinas.pipeline.experiment import load_experiment
 from hinas.pipeline.run import run_pipeline
@@ -38,6 +39,11 @@ def test_ablation_config_runs_tiny(ablation, repo_root, tmp_path, ray_local, mon
     rows = out["evaluation"]
     assert len(rows) == 1 and rows[0]["kind"] == "hinas" and rows[0]["psnr_whole"] > 0
     assert (out["search"] == []) == (ablation in GIVEN)
+    # A run per stage under the pipeline's; none for a search that did not run.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    stages = client.search_runs([client.get_experiment_by_name("bsd500-ablations").experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{out['mlflow_run']}'")
+    assert sorted(r.info.run_name for r in stages) == ["derive", "evaluate", "retrain"] + ([] if ablation in GIVEN else ["search"])
     genotype = json.loads(open(out["genotypes"]["30.0"]).read())
     _, spec, _ = load_model(rows[0]["model"])
     ops = [op for cell in spec["genotype"]["cells"] for node in cell for op, _ in node]

@@ -21,19 +21,23 @@ def test_the_ablation_recipe_groups_hinas_runs_by_ablation_without_baselines_or_
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = Tracker(uri, "ablations", artifact_location(uri, tmp_path))
-    # Two pipelines as run.py tags them: a parent, and one evaluation run per model kind.
+    # Two pipelines as run.py tags them: a parent, its evaluate stage's run, and under that one
+    # evaluation run per model kind.
     for ablation, psnr in (("none", 29.0), ("table2_mse", 28.5)):
         with tracker.run(f"pipe-{ablation}", f"pipeline:{ablation}",
                          tags={STAGE: "pipeline", DATASET: "sample", EXPERIMENT: ablation}) as parent:
-            for kind, gain in (("hinas", 0.0), ("dncnn", -0.3), ("bm3d", -0.6)):
-                tags = {STAGE: "evaluate", KIND: kind, SIGMA: 30.0, DATASET: "sample", ABLATION: ablation}
-                with tracker.run(f"eval {kind} σ30", f"evaluate:{kind}", parent, tags) as run_id:
-                    tracker.log_metrics(run_id, {"psnr_patch": psnr + gain})
+            with tracker.stage(parent, "evaluate", {DATASET: "sample", EXPERIMENT: ablation}) as stage:
+                for kind, gain in (("hinas", 0.0), ("dncnn", -0.3), ("bm3d", -0.6)):
+                    tags = {STAGE: "evaluate", KIND: kind, SIGMA: 30.0, DATASET: "sample", ABLATION: ablation}
+                    with tracker.run(f"eval {kind} σ30", f"evaluate:{kind}", stage, tags) as run_id:
+                        tracker.log_metrics(run_id, {"psnr_patch": psnr + gain})
     shown = mlflow_screenshot.screenshot(uri, "ablations", tmp_path / "shot.png", mlflow_screenshot.FILTER,
                                          "hinas.ablation", wait_s=3.0)
     text = shown["text"]
     assert shown["grouped"] and (tmp_path / "shot.png").stat().st_size > 10_000
     assert "Group: none" in text and "Group: table2_mse" in text
     assert text.count("eval hinas σ30") == 2 and "eval dncnn" not in text and "eval bm3d" not in text
-    # The parents, shown by the UI beside their matching children, stay out of the groups.
+    # The parents, shown by the UI beside their matching children, stay out of the groups,
     assert "Additional runs" in text
+    # ... as the two evaluate stages' runs (the matches' parents), not the pipelines' runs above them.
+    assert "4 matching runs" in text

@@ -179,11 +179,13 @@ def test_ray_job_submit_runs_the_pipeline_on_a_ray_head(ray_head, repo_root, tmp
     runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id], max_results=50)
     parent = [r for r in runs if r.data.tags.get("hinas.stage") == "pipeline"]
     assert len(parent) == 1 and all(r.info.status == "FINISHED" for r in runs)
-    children = {r.data.tags["hinas.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id}
-    assert children == {"search", "retrain", "evaluate"}
+    children = [r.data.tags["hinas.stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert sorted(children) == ["derive", "evaluate", "retrain", "search"]
 
 
 def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstart):
+    """pipeline run -> one run per stage -> the trials', jobs' and evaluations' runs; after the
+    resume of test_resume_reuses_finished_stages, still one of each."""
     from mlflow import MlflowClient
 
     _, env, _ = quickstart
@@ -194,16 +196,31 @@ def test_mlflow_holds_nested_runs_with_artifacts_and_none_left_running(quickstar
     parents = [r for r in runs if r.data.tags.get("hinas.stage") == "pipeline"]
     assert len(parents) == 1, "a resumed pipeline must reuse its parent run"
     parent = parents[0].info.run_id
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
-    stages = sorted(r.data.tags["hinas.stage"] for r in children)
-    assert stages == ["evaluate"] * 3 + ["retrain"] * 2 + ["search"]
-    search = next(r for r in children if r.data.tags["hinas.stage"] == "search")
+    stages = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent}
+    assert sorted(r.data.tags["hinas.stage"] for r in stages.values()) == ["derive", "evaluate", "retrain", "search"]
+    assert len(stages) == 4 and all(r.data.tags["hinas.stage"] == name for name, r in stages.items())
+    assert all("hinas.ablation" not in r.data.tags and "hinas.kind" not in r.data.tags for r in stages.values())
+
+    def under(stage):
+        return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stages[stage].info.run_id]
+
+    assert sorted(r.data.tags["hinas.kind"] for r in under("evaluate")) == ["bm3d", "dncnn", "hinas"]
+    assert sorted(r.data.tags["hinas.kind"] for r in under("retrain")) == ["dncnn", "hinas"]
+    assert not under("derive") and len(runs) == 1 + 4 + 3 + 2 + 1
+    (search,) = under("search")
+    # A stage's run spans its trials' runs (the search stage began before its trial, ended after).
+    for stage in ("search", "retrain"):
+        info = stages[stage].info
+        assert all(info.start_time <= r.info.start_time and r.info.end_time <= info.end_time for r in under(stage))
     assert len(client.get_metric_history(search.info.run_id, "val_psnr")) >= 3
     figures = {a.path for a in client.list_artifacts(search.info.run_id, "figures")}
     assert figures == {"figures/genotype.png", "figures/val_psnr.png", "figures/alpha_beta.png"}
     assert "genotype.json" in {a.path for a in client.list_artifacts(search.info.run_id)}
-    retrain = next(r for r in children if r.data.tags["hinas.stage"] == "retrain")
+    retrain = under("retrain")[0]
     assert [a.path for a in client.list_artifacts(retrain.info.run_id, "model/artifacts")] == ["model/artifacts/model.pt"]
+    assert [a.path for a in client.list_artifacts(stages["derive"].info.run_id, "derived/sigma30")] == \
+        ["derived/sigma30/genotype.json"]
+    assert "figures/retrain_curves.png" in {a.path for a in client.list_artifacts(stages["retrain"].info.run_id, "figures")}
     assert "report.md" in {a.path for a in client.list_artifacts(parent)}
     assert parents[0].data.params["search.patience"] == "2" and parents[0].data.tags["hinas.dataset"] == "sample"
 
@@ -242,12 +259,14 @@ def test_trials_log_into_their_own_runs_while_they_train(quickstart):
         assert run.data.metrics["patches_seen"] == 240
         assert "figures/val_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
         assert run.data.metrics["patches_per_s"] > 0
-    evaluations = {r.data.tags["hinas.kind"]: r for r in runs if r.data.tags["hinas.stage"] == "evaluate"}
+    models = [r for r in runs if "hinas.kind" in r.data.tags]  # not the pipeline's nor its stages' runs
+    assert len(models) == len(runs) - 5
+    evaluations = {r.data.tags["hinas.kind"]: r for r in models if r.data.tags["hinas.stage"] == "evaluate"}
     assert set(evaluations) == {"hinas", "dncnn", "bm3d"}
     genotype = search.data.tags["hinas.genotype"]
     assert by_key["retrain:hinas-sigma30-seed0"].data.tags["hinas.genotype"] == genotype
     assert evaluations["hinas"].data.tags["hinas.genotype"] == genotype
-    assert {r.data.tags["hinas.sigma"] for r in runs if r.data.tags["hinas.stage"] != "pipeline"} == {"30.0"}
+    assert {r.data.tags["hinas.sigma"] for r in models} == {"30.0"}
     assert all(len(r.info.run_name) <= 22 for r in runs if r.data.tags["hinas.stage"] != "pipeline")
     # Artifacts beside the store, not in ./mlruns of the folder the command ran in.
     assert exp.artifact_location == (exp_dir.parent / "mlartifacts").as_uri()

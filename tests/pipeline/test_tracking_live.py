@@ -26,30 +26,39 @@ def _free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` on loopback over one SQLite store; stop() is a SIGKILL, start() reuses the port."""
+    """``mlflow server`` on loopback over one SQLite store, in its own session: stop() SIGKILLs it
+    and its workers, start() again reuses the port and the store. tests/reliability/test_faults.py
+    takes it from here (``make.sibling("../pipeline/test_tracking_live")``)."""
 
     def __init__(self, root: Path):
-        self.root, self.port = root, _free_port()
+        self.root, self.port, self.proc = root, _free_port(), None
         self.uri = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self, timeout: float = 180.0) -> "Server":
         mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
         self.proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{self.root}/m.db",
                                       "--artifacts-destination", str(self.root / "art"), "--host", "127.0.0.1",
                                       "--port", str(self.port), "--workers", "1"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while time.time() < deadline:
             try:
                 urllib.request.urlopen(self.uri + "/health", timeout=2)
                 return self
             except OSError:
+                if self.proc.poll() is not None:  # it died (the port taken?): no use waiting
+                    break
                 time.sleep(0.5)
         self.stop()
-        pytest.fail("mlflow server did not answer in 120 s")
+        pytest.fail(f"mlflow server did not answer in {timeout:.0f} s")
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its session is its process group
+        except ProcessLookupError:
+            pass
         self.proc.wait()
 
 
@@ -83,6 +92,49 @@ def test_a_trial_run_is_reopened_by_its_restart_and_no_step_is_logged_twice(tmp_
     assert tracker.client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert ui_hint("sqlite:///runs/m.db") == f"mlflow ui --backend-store-uri sqlite:///{Path('runs/m.db').resolve()}"
     assert ui_hint("http://127.0.0.1:5000", "7") == "open http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+
+
+def test_stage_runs_hold_their_trials_and_a_resumed_pipeline_reuses_them(tmp_path):
+    """pipeline run -> a run per stage -> the trials' runs. A driver killed in a stage leaves its
+    run and its trials' RUNNING; the resumed pipeline closes them, continues that stage's run
+    (and each trial its own) and keeps a completed stage's run as it was."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    tracker = Tracker(uri, "stages", artifact_location(uri, tmp_path))
+    pipeline = tracker.start("pipe", "pipeline:x")
+    with tracker.stage(pipeline, "search", {"hinas.dataset": "sample"}) as search:
+        trial = _trial(tracker.trial_spec(search, {}))
+        trial.log({"val_psnr": 20.0}, step=1)
+        assert trial.finish()
+    killed = tracker.stage(pipeline, "retrain")
+    retrain = killed.__enter__()  # the driver dies in the stage: the block never ends
+    job = trial_run.TrialRun(tracker.trial_spec(retrain, {}), "retrain:dncnn", "retrain dncnn σ30 s0", {})
+    job.log({"train_loss": 0.5}, step=2)
+    searched = tracker.client.get_run(search)
+
+    tracker = Tracker(uri, "stages")  # the resumed driver
+    assert tracker.start("pipe", "pipeline:x") == pipeline
+    assert tracker.close_dangling(pipeline) == 2  # the retraining stage's run and its job's
+    assert tracker.client.get_run(job.run_id).info.status == "FAILED"
+    with tracker.stage(pipeline, "search") as again:
+        assert again == search and tracker.client.get_run(search).info == searched.info  # kept as it was
+    with tracker.stage(pipeline, "retrain") as again:
+        assert again == retrain and tracker.client.get_run(retrain).info.status == "RUNNING"
+        resumed = trial_run.TrialRun(tracker.trial_spec(again, {}), "retrain:dncnn", "retrain dncnn σ30 s0", {})
+        assert resumed.run_id == job.run_id
+        resumed.log({"train_loss": 0.4}, step=4)
+        assert resumed.finish()
+    with pytest.raises(KeyboardInterrupt):
+        with tracker.stage(pipeline, "evaluate"):
+            raise KeyboardInterrupt  # Ctrl-C
+
+    runs = {r.info.run_id: r for r in tracker.client.search_runs([tracker.experiment_id])}
+    stages = {r.info.run_name: r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == pipeline}
+    assert {n: (r.data.tags["hinas.stage"], r.info.status) for n, r in stages.items()} == \
+        {"search": ("search", "FINISHED"), "retrain": ("retrain", "FINISHED"), "evaluate": ("evaluate", "KILLED")}
+    assert stages["search"].data.tags["hinas.dataset"] == "sample" and "hinas.ablation" not in stages["search"].data.tags
+    assert runs[trial.run_id].data.tags["mlflow.parentRunId"] == search
+    assert runs[job.run_id].data.tags["mlflow.parentRunId"] == retrain and runs[job.run_id].info.status == "FINISHED"
+    assert len(runs) == 1 + 3 + 2
 
 
 def test_a_lost_tracking_server_does_not_stop_the_trial_and_gets_everything_once_back(tmp_path, monkeypatch):

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -228,16 +227,27 @@ def mlflow_runs(uri: str):
     return client, (client.search_runs([exp.experiment_id], max_results=200) if exp else [])
 
 
+def is_stage_run(run) -> bool:
+    """A stage's run (``search``, ``derive``...), not a trial's, job's or evaluation's."""
+    return run.data.tags.get("hinas.key", "").startswith("stage:")
+
+
 def check_mlflow(uri: str, reference: dict) -> None:
-    """One parent, one child per trial/job/evaluation, none RUNNING, curves not logged twice."""
+    """One parent, under it one run per stage, under those one per trial/job/evaluation, none
+    RUNNING, curves not logged twice."""
     client, runs = mlflow_runs(uri)
     assert not [r.data.tags.get("hinas.key") for r in runs if r.info.status != "FINISHED"]
     parents = [r for r in runs if r.data.tags.get("hinas.stage") == "pipeline"]
     assert len(parents) == 1, [r.data.tags.get("hinas.key") for r in parents]
-    keys = Counter(r.data.tags.get("hinas.key") for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id)
-    expected = {f"search:{TRIAL}"} | {f"{stage}:{m}" for stage in ("retrain", "evaluate") for m in MODELS}
-    assert keys == Counter(expected), keys
-    assert len(runs) == 1 + len(expected)
+    stages = {r.data.tags.get("hinas.key"): r.info.run_id for r in runs
+              if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert sorted(stages) == [f"stage:{s}" for s in ("derive", "evaluate", "retrain", "search")], stages
+    under = Counter((r.data.tags.get("mlflow.parentRunId"), r.data.tags.get("hinas.key")) for r in runs
+                    if not is_stage_run(r) and r.info.run_id != parents[0].info.run_id)
+    expected = {(stages["stage:search"], f"search:{TRIAL}")} | \
+        {(stages[f"stage:{stage}"], f"{stage}:{m}") for stage in ("retrain", "evaluate") for m in MODELS}
+    assert under == Counter(expected), under
+    assert len(runs) == 1 + len(stages) + len(expected)
     search = next(r for r in runs if r.data.tags.get("hinas.key") == f"search:{TRIAL}")
     steps = [m.step for m in client.get_metric_history(search.info.run_id, "val_psnr")]
     assert sorted(steps) == list(range(1, reference["search"][0]["epochs"] + 1)), steps
@@ -274,7 +284,7 @@ def _finished(uri: str, stage: str) -> int:
     """Runs of ``stage`` the driver has completed (a trial ends its own run FINISHED before that)."""
     _, runs = mlflow_runs(uri)
     return sum(r.info.status == "FINISHED" and r.data.tags.get("hinas.complete") == "true"
-               for r in runs if r.data.tags.get("hinas.stage") == stage)
+               for r in runs if r.data.tags.get("hinas.stage") == stage and not is_stage_run(r))
 
 
 def _parent_status(uri: str) -> str:
@@ -412,9 +422,12 @@ def test_trial_workers_killed_mid_epoch_are_retried_from_their_checkpoints(refer
         assert _worker_kills(env["RAY_TMPDIR"], "search-step:5") == 2
         assert _worker_kills(env["RAY_TMPDIR"], "retrain-step:1") == 3 * len(MODELS)
         _, runs = mlflow_runs(env["MLFLOW_TRACKING_URI"])
-        assert sorted((r.data.tags["hinas.stage"], r.info.status) for r in runs) == \
-            [("pipeline", "FAILED"), ("retrain", "FAILED"), ("retrain", "FAILED"), ("search", "FINISHED")]
-        retrain_ids = {r.data.tags["hinas.key"]: r.info.run_id for r in runs if r.data.tags["hinas.stage"] == "retrain"}
+        assert sorted((r.data.tags["hinas.key"].split(":")[0], r.data.tags["hinas.stage"], r.info.status) for r in runs) == \
+            [("pipeline", "pipeline", "FAILED"), ("retrain", "retrain", "FAILED"), ("retrain", "retrain", "FAILED"),
+             ("search", "search", "FINISHED"), ("stage", "derive", "FINISHED"), ("stage", "retrain", "FAILED"),
+             ("stage", "search", "FINISHED")]
+        retrain_ids = {r.data.tags["hinas.key"]: r.info.run_id for r in runs
+                       if r.data.tags["hinas.stage"] == "retrain" and not is_stage_run(r)}
 
         once = tmp_path / "killed"
         once.mkdir()
@@ -442,47 +455,19 @@ def test_trial_workers_killed_mid_epoch_are_retried_from_their_checkpoints(refer
     # loss come only from the trials): the same run ids before and after the resume, and every
     # epoch / report once although its worker died and was restarted.
     client, runs = mlflow_runs(env["MLFLOW_TRACKING_URI"])
-    assert {r.data.tags["hinas.key"]: r.info.run_id for r in runs if r.data.tags["hinas.stage"] == "retrain"} == retrain_ids
-    search = next(r for r in runs if r.data.tags["hinas.stage"] == "search")
+    assert {r.data.tags["hinas.key"]: r.info.run_id for r in runs
+            if r.data.tags["hinas.stage"] == "retrain" and not is_stage_run(r)} == retrain_ids
+    search = next(r for r in runs if r.data.tags["hinas.key"] == f"search:{TRIAL}")
     assert sorted(m.step for m in client.get_metric_history(search.info.run_id, "a_lr")) == [1, 2, 3]
     for run_id in retrain_ids.values():
         assert sorted(m.step for m in client.get_metric_history(run_id, "train_loss")) == [2, 4, 6]
 
 
 # ---- 3. the MLflow tracking server goes away -----------------------------------------------------
-class MlflowServer:
-    def __init__(self, root: Path, port: int):
-        self.root, self.port, self.uri = root, port, f"http://127.0.0.1:{port}"
-        self.proc = None
-
-    def start(self) -> "MlflowServer":
-        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-        self.proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{self.root}/m.db",
-                                      "--artifacts-destination", str(self.root / "art"), "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--workers", "1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.uri + "/health", timeout=2)
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        self.stop()
-        pytest.fail("mlflow server did not answer")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            kill_session(self.proc.pid)
-            self.proc.wait()
-
-
-def test_lost_tracking_server_is_one_clear_error_and_the_run_resumes_once_it_is_back(ray_head, reference, tmp_path):
+def test_lost_tracking_server_is_one_clear_error_and_the_run_resumes_once_it_is_back(ray_head, reference, tmp_path, make):
     from hinas.pipeline.search_stage import restorable
 
-    server = MlflowServer(tmp_path, free_ports(1)[0]).start()
+    server = make.sibling("../pipeline/test_tracking_live").Server(tmp_path).start()  # stop() is a SIGKILL
     try:
         env = {**ray_head, "MLFLOW_TRACKING_URI": server.uri}
         exp_dir = tmp_path / NAME

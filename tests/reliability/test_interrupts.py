@@ -102,6 +102,8 @@ def test_one_writer_ctrl_c_sigterm_and_a_full_disk_then_resume(faults, make, tmp
         assert line.startswith("hinas run: stopped by SIGINT") and "--resume" in line and "Traceback" not in c.log
         assert not _running(uri, faults)
         assert faults._parent_status(uri) == "KILLED"
+        _, runs = faults.mlflow_runs(uri)  # and the run of the stage it stopped in, that stage's alone
+        assert {r.data.tags["hinas.key"]: r.info.status for r in runs if faults.is_stage_run(r)} == {"stage:search": "KILLED"}
         assert not lock.exists()
         assert not faults._state(exp_dir)["summary"]
 

@@ -115,7 +115,8 @@ def test_a_run_cut_twice_and_moved_each_time_ends_as_an_uninterrupted_run(cli, m
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
     assert runs and all(r.info.status == "FINISHED" for r in runs)
-    search = next(r for r in runs if r.data.tags.get("hinas.stage") == "search")
+    faults.check_mlflow(uri, reference)  # the last machine's store: one run per stage, each trial's under it
+    search = next(r for r in runs if r.data.tags.get("hinas.key") == f"search:{faults.TRIAL}")
     assert sorted(m.step for m in client.get_metric_history(search.info.run_id, "val_psnr")) == [1, 2, 3]
     assert [p["iteration"] for p in reference["curves"][MODELS[0]]["validation"]] == [2, 4, 6]
     for m in MODELS:  # the retraining curves too, though the jobs began on the machine before
