@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -236,7 +237,7 @@ class Trainer:
                "seconds": seconds, "params": self.params, "done": self.done, "patches_seen": self.patches}
         if self.curve:
             out.update(val_psnr=self.curve[-1]["val_psnr"], val_ssim=self.curve[-1]["val_ssim"],
-                       best_val_psnr=max(p["val_psnr"] for p in self.curve))
+                       best_val_psnr=max((p["val_psnr"] for p in self.curve if not math.isnan(p["val_psnr"])), default=math.nan))
         if self.stop_reason is not None:
             out["stop_reason"] = self.stop_reason
         return out
@@ -262,10 +263,20 @@ class Trainer:
         runs outside the CUDA graph, which replays only the training step. The eager model
         shares the parameters, so it scores the very weights being trained. Validation draws no
         random numbers, so it leaves the training trajectory unchanged.
+
+        A validation that raises is recorded as a NaN point with its ``error`` and a warning:
+        the job trains on (a NaN point never stops it), since the job's product is the model and
+        its budget may be hours of GPU time.
         """
-        scores = self.validate(self.denoiser())
-        point = {"iteration": self.iteration, "patches": self.patches,
-                 "val_psnr": float(scores["psnr"]), "val_ssim": float(scores["ssim"])}
+        try:
+            scores = self.validate(self.denoiser())
+            point = {"iteration": self.iteration, "patches": self.patches,
+                     "val_psnr": float(scores["psnr"]), "val_ssim": float(scores["ssim"])}
+        except Exception as exc:  # noqa: BLE001 - a failed validation must not end hours of training
+            point = {"iteration": self.iteration, "patches": self.patches, "val_psnr": math.nan, "val_ssim": math.nan,
+                     "error": f"{type(exc).__name__}: {exc}"}
+            warnings.warn(f"retraining: the validation at iteration {self.iteration} failed ({point['error']}); "
+                          "training goes on, the curve records NaN there", RuntimeWarning, stacklevel=2)
         self.curve.append(point)
         if self.config.plateau is not None and self.iteration < self.config.iterations:  # the budget's end is no early stop
             self.stop_reason = plateau_reason([(p["patches"], p["val_psnr"]) for p in self.curve], self.config.plateau)

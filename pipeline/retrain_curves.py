@@ -69,7 +69,7 @@ def retraining_lines(exp: ExperimentConfig) -> List[str]:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, m in sorted(metas.items()):
         curve = m["validation"]
-        best = max((p["val_psnr"] for p in curve), default=math.nan)
+        best = max((p["val_psnr"] for p in curve if not math.isnan(p["val_psnr"])), default=math.nan)
         last = curve[-1]["val_psnr"] if curve else math.nan
         held = "" if m.get("val_held_out", True) else " (V also trained on)"
         planned = m.get("retrain", {}).get("iterations")

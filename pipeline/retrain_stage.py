@@ -38,6 +38,8 @@ from .signals import GracefulStop, fit
 from .state import resume_file
 from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
 
+VALIDATION_ERROR_TAG = "hinas.validation_error"  # the last validation that failed (the job trained on)
+
 CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
 
@@ -102,6 +104,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
             for point in metrics.pop("validations"):
                 run.log({"val_psnr": point["val_psnr"], "val_ssim": point["val_ssim"], "patches_seen": point["patches"]},
                         step=point["iteration"])
+                if "error" in point:  # the trainer warned and trained on; the run says so too
+                    run.set_tags({VALIDATION_ERROR_TAG: f"iteration {point['iteration']}: {point['error']}"[:5000]})
             run.log({**metrics, **memory_metrics(device)}, step=metrics["iteration"])
             if trainer.stop_reason is not None:
                 run.set_tags({STOP_TAG: trainer.stop_reason})

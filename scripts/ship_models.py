@@ -58,7 +58,8 @@ def validation_summary(meta: dict) -> str:
     curve = meta.get("validation") or []
     if not curve:
         return "none recorded (trained before retraining validated)"
-    best = max(curve, key=lambda p: p["val_psnr"])
+    scored = [p for p in curve if "error" not in p] or curve  # a failed validation is a NaN point
+    best = max(scored, key=lambda p: p["val_psnr"])
     stop = f"stopped early: {meta['stop_reason']}" if meta.get("stop_reason") else "trained its whole budget"
     return (f"{len(curve)} validations on Validation-V; best {best['val_psnr']:.2f} dB / {best['val_ssim']:.4f} after "
             f"{best['patches']:,} patches, last {curve[-1]['val_psnr']:.2f} dB; {stop}")

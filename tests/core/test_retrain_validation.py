@@ -172,6 +172,26 @@ def test_a_cut_and_resumed_retrain_keeps_the_validation_history_of_an_uninterrup
     assert off.curve == []
 
 
+def test_a_validation_that_raises_is_a_nan_point_with_its_error_and_training_goes_on():
+    calls = []
+
+    def flaky(denoise):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return held_out()(denoise)
+
+    with pytest.warns(RuntimeWarning, match="validation at iteration 6 failed .*illegal memory access.*training goes on"):
+        flaky_job = train(Trainer(SPEC, CFG, Crops(), validate=flaky))
+    points = flaky_job.curve
+    assert [p["iteration"] for p in points] == [3, 6, 9, 12] and math.isnan(points[1]["val_psnr"])
+    assert points[1]["error"] == "RuntimeError: CUDA error: an illegal memory access" and "error" not in points[0]
+    assert flaky_job.run()["best_val_psnr"] == max(p["val_psnr"] for p in points if "error" not in p)
+    plain = train(Trainer(SPEC, CFG, Crops()))  # the failed validation changed nothing in the training
+    for (k, v), w in zip(flaky_job.model.state_dict().items(), plain.model.state_dict().values()):
+        torch.testing.assert_close(v, w, msg=k)
+
+
 def test_the_plateau_rule_stops_a_tiny_retrain_early_and_the_stop_survives_a_resume():
     # A window of 24 patches (6 iterations) and a gain no 6 iterations can make: stop at the
     # first validation that has a point 24 patches before it (iteration 9: patches 36 - 24 = 12).
