@@ -126,6 +126,36 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
             raise TrackingError(f"MLflow store {uri}: cannot create {folder} ({exc})") from None
         if not os.access(folder, os.W_OK):
             raise TrackingError(f"MLflow store {uri}: {folder} is not writable")
+        create_sqlite_store(Path(uri[len("sqlite:///"):]))
+
+
+def create_sqlite_store(path: Path) -> None:
+    """Create a new SQLite store whole or not at all.
+
+    Opening a missing store makes MLflow create its tables and run its schema migrations in
+    place, a few seconds on a busy machine; a process killed meanwhile (Ctrl-C, SIGKILL, a
+    time limit) leaves a half-migrated file that MLflow can never open again ("duplicate
+    column name" on every later run). So the tables are made in a temporary file beside it and
+    the finished file is linked into place, which fails harmlessly when another process got
+    there first. MLflow has no option for this; written by hand.
+    """
+    if path.exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # MLflow creates the file itself
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", (path.parent / "mlartifacts").as_uri())
+        store.engine.dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it meanwhile: theirs is whole too
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:

@@ -305,3 +305,38 @@ def test_audit_every_write_goes_through_atomic_file_or_has_a_reason():
                for p in p.rglob("*.py") if "os.replace(" in p.read_text()]
     # One helper for files (datasets/fsutil.py's atomic_dir swaps folders, fetch moves extracted files).
     assert sorted(p.relative_to(REPO).as_posix() for p in helpers) == ["datasets/fetch.py", "datasets/fsutil.py", "hinas_core/fsutil.py"]
+
+
+_OPEN_STORE = """
+import sys
+from hinas.pipeline.mlflow_tracking import Tracker
+Tracker(sys.argv[1], "killed-while-creating")
+"""
+
+
+def test_a_process_killed_while_creating_the_mlflow_store_leaves_none_or_a_whole_one(tmp_path):
+    """MLflow creates a new SQLite store's tables by migrating it in place, for seconds: a
+    process killed meanwhile used to leave a file that no later run could open ("duplicate
+    column name"). Kill one as soon as it starts writing in the folder: the store is missing
+    or whole, and the next run opens it."""
+    import subprocess
+    import sys
+
+    from hinas.pipeline.mlflow_tracking import Tracker
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _OPEN_STORE, uri], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith((".mlflow.db", "mlflow.db")) for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the process never wrote its store"
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside the migrations, which take seconds
+    proc.kill()
+    proc.wait()
+    assert not db.exists(), "a store appeared before its tables were whole"
+    tracker = Tracker(uri, "after the kill")  # the next run: creates the store afresh and opens it
+    run = tracker.client.create_run(tracker.experiment_id, run_name="ok")
+    assert tracker.client.get_run(run.info.run_id).info.run_name == "ok"
