@@ -84,6 +84,11 @@ def kind_of(path: str) -> Optional[str]:
         return "model"
     if len(parts) == 2 and parts[0] == "evaluation" and name.endswith((".parquet", ".json", ".png")):
         return "evaluation"
+    if len(parts) == 2 and parts[0] == "optuna":  # the run's own Optuna study, and its products
+        if name == "studies.db":
+            return "optuna-study"
+        if re.fullmatch(r"(importance-sigma[\d.]+\.(json|png))|(trials-sigma[\d.]+\.csv)", name):
+            return "optuna-summary"
     return None
 
 
@@ -140,10 +145,11 @@ def _latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[in
     folder, filename, counter = STAGES[stage]
     found: Dict[str, Tuple[int, Path]] = {}
     candidates = [(p.parent.name, p) for p in (exp.experiment_dir / IMPORTED / stage).glob(f"*/{filename}")]
-    # An Optuna trial's hyperparameters come from its study, not from its label: not carried.
-    if stage == "retrain" or exp.optuna is None:
+    # An Optuna trial's folder is named after its number in the study (``...-trial3-<id>``), so
+    # its checkpoint finds its trial again when the study resumes (pipeline/optuna_study.py).
+    for tune_dir in ([folder] if stage == "retrain" else tune_dirs(exp)[:-1]):
         candidates += [(p.parent.parent.name.rsplit("-", 1)[0], p)
-                       for p in (exp.experiment_dir / folder).glob(f"*/checkpoint_*/{filename}")]
+                       for p in (exp.experiment_dir / tune_dir).glob(f"*/checkpoint_*/{filename}")]
     for label, path in candidates:
         try:
             progress = int(load_tensors(path, f"{stage} checkpoint")[counter])
@@ -213,8 +219,9 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
             else:
                 entries.append((rel, f"{stage}-checkpoint", path))
             notes.append(f"checkpoint: {stage} {label}: {STAGES[stage][2]} {progress}")
-    if exp.optuna is not None and not search_done:
-        notes.append("Optuna trials' search checkpoints are not carried: an unfinished Optuna search starts again")
+    if exp.optuna is not None and exp.optuna.storage and not search_done:
+        notes.append(f"the Optuna study is in {exp.optuna.storage}, outside the run folder: not carried "
+                     "(leave optuna.storage unset to keep it in the run folder)")
     return entries, notes
 
 
@@ -441,6 +448,23 @@ def _load_checked(rel: str, kind: str, path: Path) -> Any:
     return state
 
 
+def _check_study(rel: str, path: Path) -> None:
+    """An Optuna study file: an SQLite database that passes SQLite's own check. Optuna's RDB
+    storage holds JSON and numbers, never pickles, so opening it runs no code of the bundle's."""
+    import sqlite3
+
+    if path.read_bytes()[:16] != b"SQLite format 3\0":
+        raise StateError(f"refused: {rel} is not an SQLite database")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            ok = db.execute("PRAGMA quick_check").fetchone()[0] == "ok" and \
+                db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'studies'").fetchone()[0] == 1
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"refused: {rel} is a damaged database ({exc})") from None
+    if not ok:
+        raise StateError(f"refused: {rel} is a damaged database or not an Optuna study")
+
+
 def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -> Dict[str, Any]:
     """Unpack ``bundle`` into ``exp``'s run folder (which must not exist unless ``overwrite``).
 
@@ -466,6 +490,8 @@ def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            if kind == "optuna-study":
+                _check_study(rel, path)
             if kind in ("search-checkpoint", "retrain-checkpoint", "model"):
                 state = _load_checked(rel, kind, path)
                 if kind == "search-checkpoint" and manifest.get("compact"):
