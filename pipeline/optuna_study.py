@@ -5,11 +5,12 @@ By default the study lives in the run folder (``OUTPUT_DIR/NAME/optuna/studies.d
 so a state bundle carries it (:mod:`.state`): a run cut by a job's time limit continues its
 study on the next machine.
 
-How a cut study continues. Where Tune's own experiment folder is there (the same machine),
-``Tuner.restore`` brings back the searcher with its study. On a fresh machine Tune's folders
-are gone (they hold pickles and never travel), so a new Tune experiment starts with
-:class:`ResumableOptunaSearch` over the same study storage: it first *replays* the study's
-trials, each under its own Optuna trial number and with its own parameters -
+How a cut study continues. On a fresh machine Tune's folders are gone (they hold pickles and
+never travel); on the same machine its experiment is set aside (:func:`take_over`), because
+``Tuner.restore`` would bring back a searcher older than the study. Either way a new Tune
+experiment starts with :class:`ResumableOptunaSearch` over the same study storage: it first
+*replays* the study's trials, each under its own Optuna trial number and with its own
+parameters -
 
 * a trial the study holds as finished keeps its value; it is replayed only so that Tune gets
   its last result and checkpoint back (its imported final checkpoint: the trainable reports
@@ -131,6 +132,26 @@ class ResumableOptunaSearch(OptunaSearch):
             self._ot_study.tell(number, state=state)
         else:
             self._ot_study.tell(number, value)
+
+
+def take_over(exp: ExperimentConfig, tune_dir: Path) -> None:
+    """Continue a study cut on this machine as one moved to another: each trial's latest
+    checkpoint in the Tune experiment ``tune_dir`` becomes its imported checkpoint, and the
+    experiment goes; the new one replays the study (:func:`optuna_searcher`).
+
+    Not ``Tuner.restore``: it brings back the searcher as Tune last saved it, which can be older
+    than the study - a driver killed after Optuna started a trial restores a sampler that asks
+    for that trial again, and the study then holds a RUNNING orphan and one trial too many."""
+    import shutil
+
+    from .state import imported_file, latest_checkpoints
+
+    for label, (_, path) in latest_checkpoints(exp, "search").items():
+        target = imported_file(exp, "search", label)
+        if path != target:
+            with atomic_file(target) as tmp:
+                shutil.copyfile(path, tmp)
+    shutil.rmtree(tune_dir)
 
 
 def optuna_searcher(exp: ExperimentConfig, sigma: float, space, metric: str):

@@ -264,6 +264,10 @@ def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None
 
     tuners = []
     for sigma, name in zip(exp.data.sigmas, names):  # with Optuna, one experiment per sigma
+        if resume and exp.optuna is not None and not exp.optuna.storage and (exp.experiment_dir / name).exists():
+            from .optuna_study import take_over
+
+            take_over(exp, exp.experiment_dir / name)  # the study in the run folder decides, not Tune's searcher
         if resume and restorable(exp.experiment_dir / name):
             tuners.append(tune.Tuner.restore(str(exp.experiment_dir / name), trainable=trainable,
                                              resume_unfinished=True, resume_errored=True))

@@ -13,8 +13,9 @@ What it carries: the finished products (genotypes with their history, search sum
 genotypes, model files, evaluation tables and figures, report) and, for work not finished,
 the latest checkpoint of each search trial and retraining job (weights, optimisers, RNGs,
 epoch/iteration, search history, early-stop counters: the files the trainables write with
-``torch.save``). It never carries Ray Tune's experiment folders: they hold pickles, which load
-code. An imported checkpoint lands in ``imported/<stage>/<label>/``; with no Tune experiment to
+``torch.save``), and an Optuna study kept in the run folder (``optuna/studies.db``, SQLite:
+JSON and numbers, no pickles) with its products (:mod:`.optuna_study`). It never carries Ray
+Tune's experiment folders: they hold pickles, which load code. An imported checkpoint lands in ``imported/<stage>/<label>/``; with no Tune experiment to
 restore, the stage starts a new one and each trial starts from its imported checkpoint
 (:func:`resume_file`, the trainables' one hook).
 
@@ -138,7 +139,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[int, Path]]:
+def latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[int, Path]]:
     """Per trial label, the checkpoint of the stage that went furthest: from Tune's trial folders
     (named ``<label>-<trial id>`` by the stages; Tune's own files, pickles among them, are not
     read) or from an earlier import."""
@@ -207,7 +208,7 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
     for stage in STAGES:
         if stage == "search" and search_done:
             continue  # the genotypes and summary are the product; the trials need not run again
-        for label, (progress, path) in sorted(_latest_checkpoints(exp, stage).items()):
+        for label, (progress, path) in sorted(latest_checkpoints(exp, stage).items()):
             if stage == "retrain" and (root / "models" / label / "model.pt").is_file():
                 continue
             rel = f"{IMPORTED}/{stage}/{label}/{STAGES[stage][1]}"

@@ -3,9 +3,10 @@
 Real processes: ``hinas search`` of the tiny Optuna config with its study in the run folder,
 one trial at a time, each "machine" its own local Ray. The driver SIGKILLs itself at its 6th
 trial result (trial 0 has finished its 4 epochs, trial 1 has reported 2), as when a job's time
-runs out; the state is exported, the run folder deleted, the bundle imported and the search
-resumed on a new "machine". The study must end with exactly ``num_samples`` trials, trial 0
-unchanged, trial 1 continued from its checkpoint (not started again), and the products there.
+runs out; resumed on the same machine and cut again; then the state is exported, the run
+folder deleted, the bundle imported and the search resumed on a new "machine". The study must
+end with exactly ``num_samples`` trials, the finished ones unchanged, each cut trial continued
+from its checkpoint (not started again), and the products there.
 """
 from __future__ import annotations
 
@@ -59,17 +60,33 @@ def trials(db: Path) -> list:
     return [(t.number, t.state.name, t.params, t.value) for t in study.get_trials()]
 
 
-def test_a_cut_optuna_study_moves_to_a_fresh_machine_and_ends_with_num_samples_trials(tmp_path):
+def epochs_run(run: Path, trial: int) -> list:
+    """The epochs the last Tune experiment ran of a study trial (from its result.json)."""
+    lines = next((run / "search-sigma30").glob(f"sigma30-seed0-trial{trial}-*/result.json")).read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines]
+
+
+def test_a_cut_optuna_study_resumes_here_and_on_a_fresh_machine_and_ends_with_num_samples_trials(tmp_path):
     run = tmp_path / "runs" / NAME
     code, log = cli(tmp_path, "search", kill_at="search-result:6")
     assert code == -signal.SIGKILL and "SIGKILL at search-result:6" in log, log[-3000:]
     first = trials(run / "optuna" / "studies.db")
     assert [(n, s) for n, s, _, _ in first] == [(0, "COMPLETE"), (1, "RUNNING")], first
 
+    # The same machine: trial 0 replayed from its last checkpoint (one result), trial 1 goes on
+    # from epoch 2 (two), trial 2 is new and cut after its second epoch. Tuner.restore would
+    # have asked for trial 1 again.
+    code, log = cli(tmp_path, "search", "--resume", kill_at="search-result:5")
+    assert code == -signal.SIGKILL and "SIGKILL at search-result:5" in log, log[-3000:]
+    second = trials(run / "optuna" / "studies.db")
+    assert [(n, s) for n, s, _, _ in second] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "RUNNING")], second
+    assert epochs_run(run, 0) == [4] and epochs_run(run, 1) == [3, 4]  # (trial 2's log died with the driver)
+
+    # A fresh machine: export, delete the run folder, import, resume.
     bundle = tmp_path / "bundle"
     code, log = cli(tmp_path, "state", "export", "--out", str(bundle))
     assert code == 0, log[-3000:]
-    assert "checkpoint: search sigma30-seed0-trial1: epoch 2" in log and "optuna-study" in log, log
+    assert "checkpoint: search sigma30-seed0-trial2: epoch 2" in log and "optuna-study" in log, log
     shutil.rmtree(run)
     code, log = cli(tmp_path, "state", "import", "--from", str(bundle))
     assert code == 0, log[-3000:]
@@ -78,11 +95,9 @@ def test_a_cut_optuna_study_moves_to_a_fresh_machine_and_ends_with_num_samples_t
     assert code == 0, log[-3000:]
     last = trials(run / "optuna" / "studies.db")
     assert [(n, s) for n, s, _, _ in last] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")], last
-    assert last[0] == first[0]  # the finished trial: same parameters, same value
-    assert last[1][2] == first[1][2] and last[2][2] != first[0][2]  # trial 1 kept its parameters; 2 is new
-    # Trial 1 continued from its epoch-2 checkpoint: this machine's Tune ran only its epochs 3 and 4.
-    progress = next((run / "search-sigma30").glob("sigma30-seed0-trial1-*/result.json")).read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in progress] == [3, 4]
+    assert last[:2] == second[:2] and last[0] == first[0]  # finished trials: same parameters, same values
+    assert last[1][2] == first[1][2] and last[2][2] == second[2][2] != first[0][2]  # each kept its parameters
+    assert epochs_run(run, 2) == [3, 4]  # trial 2 continued from its epoch-2 checkpoint
 
     rows = json.loads((run / "search_summary.json").read_text())["trials"]
     assert [r["trial"] for r in rows] == ["sigma30-seed0-trial0", "sigma30-seed0-trial1", "sigma30-seed0-trial2"]
