@@ -99,10 +99,6 @@ class ResumableOptunaSearch(OptunaSearch):
         self._replayed: Dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
     def suggest(self, trial_id: str) -> Optional[Dict]:
-        if trial_id in self._replayed:
-            number = self._replayed[trial_id]
-            params = next(t.params for t in self._ot_study.get_trials(deepcopy=False) if t.number == number)
-            return {**unflatten_dict(params), OPTUNA_TRIAL: number}
         if self._replay:
             number, params = self._replay.pop(0)
             self._replayed[trial_id] = number
@@ -122,9 +118,9 @@ class ResumableOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result, error)
         import optuna
 
-        number = self._replayed[trial_id]
+        number = self._replayed[trial_id]  # (_ot_study: OptunaSearch's study, set up in its __init__)
         trial = next(t for t in self._ot_study.get_trials(deepcopy=False) if t.number == number)
-        if trial.state != optuna.trial.TrialState.RUNNING:
+        if trial.state.is_finished():
             return  # finished in an earlier job: its value stands
         value = (result or {}).get(self.metric)
         if value is None:

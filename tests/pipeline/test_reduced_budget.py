@@ -69,3 +69,28 @@ def test_the_plan_names_every_run(repo_root):
     assert [c for c in RUNS if f"tune_configs/{c}" not in plan] == []
     assert "reduced_budget.args" in plan
     assert Path(repo_root / "tune_configs/reduced_budget.args").is_file()
+
+
+def test_hinas_run_dry_run_checks_a_budgeted_run_as_a_run_would_and_runs_nothing(repo_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.environ.get("HINAS_BSDS500_ROOT", "/work/shared/datasets/BSDS500")
+    if not (Path(root) / "images" / "train").is_dir():
+        pytest.skip("BSDS500 images not available (set HINAS_BSDS500_ROOT)")
+
+    def dry(config):
+        sets = [x for s in [*budget(repo_root), "resources.gpu=0", f"output_dir={tmp_path}", f"data.root={root}"]
+                for x in ("--set", s)]
+        out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "run", str(repo_root / "tune_configs" / config),
+                              "--dry-run", *sets], capture_output=True, text=True, cwd=tmp_path,
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        return out.returncode, out.stdout, out.stderr
+
+    code, out, err = dry("ablation_table1_w40.yaml")
+    assert code == 0 and "search <= 10 epochs, retraining 5000 iterations x 12; nothing was run" in out, err
+    # R1 edits the ws run's genotype: before that run, the dry run says so in one line.
+    code, out, err = dry("ablation_table3_r1.yaml")
+    assert code == 2 and err.count("\n") == 1 and "bsd500-table1_ws/derived/sigma30/genotype.json does not exist" in err
+    assert list(tmp_path.iterdir()) == []  # nothing made: no run folder, no lock
