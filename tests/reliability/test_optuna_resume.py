@@ -61,9 +61,14 @@ def trials(db: Path) -> list:
 
 
 def epochs_run(run: Path, trial: int) -> list:
-    """The epochs the last Tune experiment ran of a study trial (from its result.json)."""
-    lines = next((run / "search-sigma30").glob(f"sigma30-seed0-trial{trial}-*/result.json")).read_text().splitlines()
-    return [json.loads(line)["epoch"] for line in lines]
+    """``[(checkpoint index, epoch)]`` of a study trial in the last Tune experiment: its first
+    checkpoint is index 0, so a trial that continued from epoch 2 starts with (0, 3). (Tune keeps
+    the last 2; its result.json is no witness after a SIGKILL: lines may not have been written.)"""
+    from hinas_core.models import load_tensors
+
+    folder = next((run / "search-sigma30").glob(f"sigma30-seed0-trial{trial}-*"))
+    return sorted((int(p.name.split("_")[1]), int(load_tensors(p / "search.pt", "search checkpoint")["epoch"]))
+                  for p in folder.glob("checkpoint_*"))
 
 
 def test_a_cut_optuna_study_resumes_here_and_on_a_fresh_machine_and_ends_with_num_samples_trials(tmp_path):
@@ -80,7 +85,7 @@ def test_a_cut_optuna_study_resumes_here_and_on_a_fresh_machine_and_ends_with_nu
     assert code == -signal.SIGKILL and "SIGKILL at search-result:5" in log, log[-3000:]
     second = trials(run / "optuna" / "studies.db")
     assert [(n, s) for n, s, _, _ in second] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "RUNNING")], second
-    assert epochs_run(run, 0) == [4] and epochs_run(run, 1) == [3, 4]  # (trial 2's log died with the driver)
+    assert epochs_run(run, 0) == [(0, 4)] and epochs_run(run, 1) == [(0, 3), (1, 4)]
 
     # A fresh machine: export, delete the run folder, import, resume.
     bundle = tmp_path / "bundle"
@@ -97,7 +102,7 @@ def test_a_cut_optuna_study_resumes_here_and_on_a_fresh_machine_and_ends_with_nu
     assert [(n, s) for n, s, _, _ in last] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")], last
     assert last[:2] == second[:2] and last[0] == first[0]  # finished trials: same parameters, same values
     assert last[1][2] == first[1][2] and last[2][2] == second[2][2] != first[0][2]  # each kept its parameters
-    assert epochs_run(run, 2) == [3, 4]  # trial 2 continued from its epoch-2 checkpoint
+    assert epochs_run(run, 2) == [(0, 3), (1, 4)]  # trial 2 continued from its epoch-2 checkpoint
 
     rows = json.loads((run / "search_summary.json").read_text())["trials"]
     assert [r["trial"] for r in rows] == ["sigma30-seed0-trial0", "sigma30-seed0-trial1", "sigma30-seed0-trial2"]
