@@ -15,9 +15,10 @@ the latest checkpoint of each search trial and retraining job (weights, optimise
 epoch/iteration, search history, early-stop counters: the files the trainables write with
 ``torch.save``), and an Optuna study kept in the run folder (``optuna/studies.db``, SQLite:
 JSON and numbers, no pickles) with its products (:mod:`.optuna_study`). It never carries Ray
-Tune's experiment folders: they hold pickles, which load code. An imported checkpoint lands in ``imported/<stage>/<label>/``; with no Tune experiment to
-restore, the stage starts a new one and each trial starts from its imported checkpoint
-(:func:`resume_file`, the trainables' one hook).
+Tune's experiment folders: they hold pickles, which load code. An imported checkpoint lands in
+``imported/<stage>/<label>/``; with no Tune experiment to restore, the stage starts a new one
+and each trial starts from its imported checkpoint (:func:`resume_file`, the trainables' one
+hook).
 
 Import trusts nothing in the bundle: the manifest's format and version, every path (relative,
 inside the run folder, of a kind hinas writes, never a Tune folder), every part (a plain file,
