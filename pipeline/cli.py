@@ -198,6 +198,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:  # GenotypeError
             print(f"hinas run: {exc}", file=sys.stderr)
             return 2
+    if args.dry_run:  # everything above is what a run checks before it starts any work
+        print(f"hinas run: {args.config} is valid: experiment {exp.name}, sigma {list(exp.data.sigmas)}, "
+              f"search {'none' if exp.derive.from_genotype else f'<= {exp.search.max_epochs} epochs'}, "
+              f"retraining {exp.retrain.iterations} iterations x {exp.retrain.batch_size}; nothing was run")
+        return 0
     code = _start_or_refuse(exp, args, "run", exp.experiment_dir.exists())
     if code:
         return code
@@ -364,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted pipeline")
     mode.add_argument("--overwrite", action="store_true", help="delete an existing experiment of the same name first")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, its data, resources and given genotype as a run would, then stop")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("retrain", help="retrain the network of a genotype (and the baselines) alone",

@@ -191,6 +191,10 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
                 search_rows = search_or_reuse(exp, resume, tracker.trial_spec(stage, common))
                 kill_point("searched")
                 _complete_search(tracker, stage, exp, search_rows, tracker.finished(stage))
+                if exp.optuna is not None:  # the study's importances, their plot, its trials
+                    from .optuna_study import log_study
+
+                    log_study(tracker, stage, exp)
                 kill_point("search-logged")
                 refuse_failed(search_rows)
         with tracker.stage(parent, "derive", stage_tags) as stage:

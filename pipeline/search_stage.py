@@ -47,6 +47,7 @@ SEARCH_DIR = "search"
 SUMMARY_FILE = "search_summary.json"
 HISTORY_FILE = "history.json"
 WIDTH_PATH = "hinas.width_path"
+OPTUNA_TRIAL = "optuna_trial"  # the trial config's key holding an Optuna trial's number in its study
 # What a search epoch logs (from Searcher.run_epoch's metrics, also kept in history.json).
 EPOCH_KEYS = ("train_loss", "arch_loss", "w_lr", VAL_PSNR, VAL_SSIM, "n_skip", "none_dominant_edges",
               "train_seconds", "epoch_seconds", "es_best_psnr")
@@ -91,6 +92,18 @@ def trial_label(sigma: float, seed: int) -> str:
     return f"sigma{sigma:g}-seed{seed}"
 
 
+def study_trial(config: Dict[str, Any]) -> str:
+    """``trial<n>``: an Optuna trial's number in its study (which names it in every job), or ""."""
+    return f"trial{config[OPTUNA_TRIAL]}" if config.get(OPTUNA_TRIAL) is not None else ""
+
+
+def trial_name(config: Dict[str, Any]) -> str:
+    """A trial's label from its Tune config: ``sigma30-seed0``, or ``sigma30-seed0-trial3`` for
+    Optuna's trial 3 - the name of its genotype folder, imported checkpoint and MLflow run."""
+    number = study_trial(config)
+    return trial_label(float(config["sigma"]), int(config["seed"])) + (f"-{number}" if number else "")
+
+
 def _device(exp: ExperimentConfig) -> torch.device:
     return torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
 
@@ -110,13 +123,12 @@ def search_trainable(config: Dict[str, Any]) -> None:
     searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
                         data.evaluate, data.steps_per_epoch, device=device)
     # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
-    with resume_file(tune.get_checkpoint(), exp, "search", trial_label(sigma, seed)) as path:
+    with resume_file(tune.get_checkpoint(), exp, "search", trial_name(config)) as path:
         if path is not None:
             searcher.load_state_dict(load_tensors(path, "search checkpoint", device))
     hp = dict(config.get("hp") or {})
-    trial_id = tune.get_context().get_trial_id() if hp else ""
-    trial = trial_label(sigma, seed) + (f"-{trial_id}" if hp else "")
-    run = open_trial_run(config, f"search:{trial}", run_name("search", "hinas", sigma, seed, trial_id),
+    trial = trial_name(config)
+    run = open_trial_run(config, f"search:{trial}", run_name("search", "hinas", sigma, seed, study_trial(config)),
                          {STAGE: "search", KIND: "hinas", SIGMA: sigma},
                          flatten({"sigma": sigma, "seed": seed, "hp": hp, "search": search_cfg.to_dict()}))
     moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
@@ -187,18 +199,16 @@ class OptunaSpace:
 
 
 def _optuna_searcher(exp: ExperimentConfig, sigma: float):
-    """Ray Tune's OptunaSearch over the declared search hyperparameters, seeded, maybe persistent."""
-    import optuna
+    """Ray Tune's OptunaSearch over the declared search hyperparameters, seeded, its study
+    persistent (in the run folder unless ``optuna.storage`` says otherwise) and resumable
+    across machines (:mod:`.optuna_study`)."""
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
-    cfg = exp.optuna
-    space = OptunaSpace(cfg.space)
-    storage = optuna.storages.RDBStorage(cfg.storage) if cfg.storage else None
-    study = (cfg.study_name or exp.name) + f"-sigma{sigma:g}"
+    from .optuna_study import optuna_searcher
+
     # The best validation PSNR a trial reached is what its genotype would be chosen by.
-    searcher = OptunaSearch(space=space, metric="es_best_psnr", mode="max", seed=cfg.seed,
-                            storage=storage, study_name=study)
+    searcher = optuna_searcher(exp, sigma, OptunaSpace(exp.optuna.space), "es_best_psnr")
+    cfg = exp.optuna
     return ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent) if cfg.max_concurrent else searcher
 
 
@@ -244,14 +254,20 @@ def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
     names = search_dirs(exp)
-    if resume and not any((exp.experiment_dir / n).exists() for n in names) and not has_imported(exp, "search"):
+    study_file = exp.experiment_dir / "optuna" / "studies.db"  # an imported study alone also resumes
+    if resume and not any((exp.experiment_dir / n).exists() for n in names) and not has_imported(exp, "search") \
+            and not (exp.optuna is not None and study_file.is_file()):
         raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / names[0]}")
 
     def dirname(t):
-        return f"{trial_label(t.config['sigma'], t.config['seed'])}-{t.trial_id}"
+        return f"{trial_name(t.config)}-{t.trial_id}"
 
     tuners = []
     for sigma, name in zip(exp.data.sigmas, names):  # with Optuna, one experiment per sigma
+        if resume and exp.optuna is not None and not exp.optuna.storage and (exp.experiment_dir / name).exists():
+            from .optuna_study import take_over
+
+            take_over(exp, exp.experiment_dir / name)  # the study in the run folder decides, not Tune's searcher
         if resume and restorable(exp.experiment_dir / name):
             tuners.append(tune.Tuner.restore(str(exp.experiment_dir / name), trainable=trainable,
                                              resume_unfinished=True, resume_errored=True))
@@ -282,7 +298,11 @@ def run_search(exp: ExperimentConfig, resume: bool = False, tracking: Dict[str, 
     for tuner in _tuners(exp, resume, tracking):
         for result in fit(tuner, exp.experiment_dir):  # Ctrl-C / SIGTERM: trials checkpoint, then Interrupted
             rows.append(_finish_trial(exp, result))
-    rows.sort(key=lambda r: (r["sigma"], r["seed"], r["trial"]))
+    if exp.optuna is not None:
+        from .optuna_study import write_study_products
+
+        write_study_products(exp)  # importances, their plot, the trials table
+    rows.sort(key=lambda r: (r["sigma"], r["seed"], r.get("study_trial", -1), r["trial"]))
     write_summary(exp, rows)
     return rows
 
@@ -294,12 +314,14 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
     sigma, seed = float(config["sigma"]), int(config["seed"])
     hp = dict(config.get("hp") or {})
     last = result.metrics or {}
-    label = trial_label(sigma, seed) + (f"-{last.get('trial_id', '')}" if hp else "")
+    label = trial_name(config)
     row: Dict[str, Any] = {"trial": label, "sigma": sigma, "seed": seed, "hp": hp,
                            "status": "ERROR" if result.error else "OK", "epochs": last.get("epoch", 0),
                            "stop": PSNRDecreaseStopper.reason(last, exp.search.max_epochs),
                            "best_epoch": last.get("es_best_epoch", -1), VAL_PSNR: last.get("es_best_psnr", math.nan),
                            "peak_memory_mb": last.get("peak_memory_bytes", 0) / 2**20, "genotype": None}
+    if config.get(OPTUNA_TRIAL) is not None:
+        row["study_trial"] = int(config[OPTUNA_TRIAL])
     if result.error:  # the last failure, after Tune's retries
         row["error"] = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:300]
     frame = result.metrics_dataframe

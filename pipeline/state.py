@@ -13,10 +13,12 @@ What it carries: the finished products (genotypes with their history, search sum
 genotypes, model files, evaluation tables and figures, report) and, for work not finished,
 the latest checkpoint of each search trial and retraining job (weights, optimisers, RNGs,
 epoch/iteration, search history, early-stop counters: the files the trainables write with
-``torch.save``). It never carries Ray Tune's experiment folders: they hold pickles, which load
-code. An imported checkpoint lands in ``imported/<stage>/<label>/``; with no Tune experiment to
-restore, the stage starts a new one and each trial starts from its imported checkpoint
-(:func:`resume_file`, the trainables' one hook).
+``torch.save``), and an Optuna study kept in the run folder (``optuna/studies.db``, SQLite:
+JSON and numbers, no pickles) with its products (:mod:`.optuna_study`). It never carries Ray
+Tune's experiment folders: they hold pickles, which load code. An imported checkpoint lands in
+``imported/<stage>/<label>/``; with no Tune experiment to restore, the stage starts a new one
+and each trial starts from its imported checkpoint (:func:`resume_file`, the trainables' one
+hook).
 
 Import trusts nothing in the bundle: the manifest's format and version, every path (relative,
 inside the run folder, of a kind hinas writes, never a Tune folder), every part (a plain file,
@@ -84,6 +86,11 @@ def kind_of(path: str) -> Optional[str]:
         return "model"
     if len(parts) == 2 and parts[0] == "evaluation" and name.endswith((".parquet", ".json", ".png")):
         return "evaluation"
+    if len(parts) == 2 and parts[0] == "optuna":  # the run's own Optuna study, and its products
+        if name == "studies.db":
+            return "optuna-study"
+        if re.fullmatch(r"(importance-sigma[\d.]+\.(json|png))|(trials-sigma[\d.]+\.csv)", name):
+            return "optuna-summary"
     return None
 
 
@@ -133,17 +140,18 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[int, Path]]:
+def latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[int, Path]]:
     """Per trial label, the checkpoint of the stage that went furthest: from Tune's trial folders
     (named ``<label>-<trial id>`` by the stages; Tune's own files, pickles among them, are not
     read) or from an earlier import."""
     folder, filename, counter = STAGES[stage]
     found: Dict[str, Tuple[int, Path]] = {}
     candidates = [(p.parent.name, p) for p in (exp.experiment_dir / IMPORTED / stage).glob(f"*/{filename}")]
-    # An Optuna trial's hyperparameters come from its study, not from its label: not carried.
-    if stage == "retrain" or exp.optuna is None:
+    # An Optuna trial's folder is named after its number in the study (``...-trial3-<id>``), so
+    # its checkpoint finds its trial again when the study resumes (pipeline/optuna_study.py).
+    for tune_dir in ([folder] if stage == "retrain" else tune_dirs(exp)[:-1]):
         candidates += [(p.parent.parent.name.rsplit("-", 1)[0], p)
-                       for p in (exp.experiment_dir / folder).glob(f"*/checkpoint_*/{filename}")]
+                       for p in (exp.experiment_dir / tune_dir).glob(f"*/checkpoint_*/{filename}")]
     for label, path in candidates:
         try:
             progress = int(load_tensors(path, f"{stage} checkpoint")[counter])
@@ -201,7 +209,7 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
     for stage in STAGES:
         if stage == "search" and search_done:
             continue  # the genotypes and summary are the product; the trials need not run again
-        for label, (progress, path) in sorted(_latest_checkpoints(exp, stage).items()):
+        for label, (progress, path) in sorted(latest_checkpoints(exp, stage).items()):
             if stage == "retrain" and (root / "models" / label / "model.pt").is_file():
                 continue
             rel = f"{IMPORTED}/{stage}/{label}/{STAGES[stage][1]}"
@@ -213,8 +221,9 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
             else:
                 entries.append((rel, f"{stage}-checkpoint", path))
             notes.append(f"checkpoint: {stage} {label}: {STAGES[stage][2]} {progress}")
-    if exp.optuna is not None and not search_done:
-        notes.append("Optuna trials' search checkpoints are not carried: an unfinished Optuna search starts again")
+    if exp.optuna is not None and exp.optuna.storage and not search_done:
+        notes.append(f"the Optuna study is in {exp.optuna.storage}, outside the run folder: not carried "
+                     "(leave optuna.storage unset to keep it in the run folder)")
     return entries, notes
 
 
@@ -441,6 +450,23 @@ def _load_checked(rel: str, kind: str, path: Path) -> Any:
     return state
 
 
+def _check_study(rel: str, path: Path) -> None:
+    """An Optuna study file: an SQLite database that passes SQLite's own check. Optuna's RDB
+    storage holds JSON and numbers, never pickles, so opening it runs no code of the bundle's."""
+    import sqlite3
+
+    if path.read_bytes()[:16] != b"SQLite format 3\0":
+        raise StateError(f"refused: {rel} is not an SQLite database")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            ok = db.execute("PRAGMA quick_check").fetchone()[0] == "ok" and \
+                db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'studies'").fetchone()[0] == 1
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"refused: {rel} is a damaged database ({exc})") from None
+    if not ok:
+        raise StateError(f"refused: {rel} is a damaged database or not an Optuna study")
+
+
 def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -> Dict[str, Any]:
     """Unpack ``bundle`` into ``exp``'s run folder (which must not exist unless ``overwrite``).
 
@@ -466,6 +492,8 @@ def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            if kind == "optuna-study":
+                _check_study(rel, path)
             if kind in ("search-checkpoint", "retrain-checkpoint", "model"):
                 state = _load_checked(rel, kind, path)
                 if kind == "search-checkpoint" and manifest.get("compact"):
