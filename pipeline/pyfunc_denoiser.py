@@ -21,7 +21,9 @@ class Denoiser(mlflow.pyfunc.PythonModel):
         model, self.spec, self.meta = load_model(context.artifacts["weights"])
         self.model = fold_batchnorm(model.eval())
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        # An ndarray hint: MLflow then checks the input against the logged signature only, and
+        # no longer warns that predict has no type hints.
         import torch
 
         x = torch.from_numpy(np.asarray(model_input, dtype=np.float32))
