@@ -19,6 +19,14 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message names the key."""
 
 
+def check_keys(section: str, data: Mapping[str, Any], cls) -> None:
+    """Refuse keys of ``data`` that are not fields of the dataclass ``cls``, naming the known ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     """The supernet / search space.
@@ -105,10 +113,7 @@ class SpaceConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "SpaceConfig":
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"space: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        check_keys("space", data, cls)
         for key in ("level_factors", "ops"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])

@@ -20,10 +20,10 @@ resumed job that carries its curve decides exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-from .config import ConfigError
+from .config import ConfigError, check_keys
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,7 @@ class PlateauConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "PlateauConfig":
         if not isinstance(data, Mapping):
             raise ConfigError(f"retrain.plateau: expected a mapping (min_gain_db, window_patches) or null, got {data!r}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"retrain.plateau: unknown key(s) {unknown}; known keys are {sorted(f.name for f in fields(cls))}")
+        check_keys("retrain.plateau", data, cls)
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -61,6 +59,13 @@ class PlateauConfig:
 
 def _psnr(v: float) -> float:
     return v if isinstance(v, (int, float)) and not math.isnan(v) else -math.inf
+
+
+def best_point(curve: Sequence[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The validation point with the highest ``val_psnr``, NaN points (failed validations) left
+    out; None when there is none."""
+    scored = [p for p in curve if _psnr(p["val_psnr"]) > -math.inf]
+    return max(scored, key=lambda p: p["val_psnr"]) if scored else None
 
 
 def window_gain(curve: Sequence[Tuple[int, float]], window_patches: int) -> Optional[float]:

@@ -23,12 +23,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .config import ConfigError, check_keys
 from .loss import HiNASLoss
 from .models import build_model
 from .network import count_parameters
 from .ops import configure_dcn
-from .plateau import PlateauConfig, plateau_reason
+from .plateau import PlateauConfig, best_point, plateau_reason
 from .search import Sampler
 from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, to_device
 
@@ -123,9 +123,7 @@ class RetrainConfig:
     @classmethod
     def from_dict(cls, data: Optional[Mapping[str, Any]]) -> "RetrainConfig":
         data = dict(data or {})
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"retrain: unknown key(s) {unknown}; known keys are {sorted(f.name for f in fields(cls))}")
+        check_keys("retrain", data, cls)
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -237,7 +235,7 @@ class Trainer:
                "seconds": seconds, "params": self.params, "done": self.done, "patches_seen": self.patches}
         if self.curve:
             out.update(val_psnr=self.curve[-1]["val_psnr"], val_ssim=self.curve[-1]["val_ssim"],
-                       best_val_psnr=max((p["val_psnr"] for p in self.curve if not math.isnan(p["val_psnr"])), default=math.nan))
+                       best_val_psnr=(best_point(self.curve) or {"val_psnr": math.nan})["val_psnr"])
         if self.stop_reason is not None:
             out["stop_reason"] = self.stop_reason
         return out

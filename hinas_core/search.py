@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 import numpy as np
 import torch
 
-from .config import ConfigError, SpaceConfig
+from .config import ConfigError, SpaceConfig, check_keys
 from .early_stop import RULES, EarlyStopRule
 from .loss import HiNASLoss
 from .metrics import VAL_PSNR, VAL_SSIM
@@ -110,10 +110,7 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, data: Optional[Mapping[str, Any]]) -> "SearchConfig":
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"search: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        check_keys("search", data, cls)
         return cls(**data)
 
     def to_dict(self) -> dict:

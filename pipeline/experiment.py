@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from hinas_core.config import ConfigError, SpaceConfig, preset
+from hinas_core.config import ConfigError, SpaceConfig, check_keys, preset
 from hinas_core.retrain import RetrainConfig
 from hinas_core.search import SearchConfig
 
@@ -54,13 +54,6 @@ def _check_names(where: str, data: Mapping[Any, Any]) -> None:
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{where}: keys must be names, got {bad[0]!r}")
-
-
-def _check_keys(section: str, data: Mapping[str, Any], cls) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{section}: unknown key(s) {unknown}; known keys are {sorted(known)}")
 
 
 def _positive_number(section: str, key: str, value, allow_zero: bool = False) -> float:
@@ -394,7 +387,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
     if search.warmup_epochs >= search.max_epochs:
         raise ConfigError(f"search.warmup_epochs: {search.warmup_epochs} warm-up epochs leave no architecture epoch "
                           f"before search.max_epochs = {search.max_epochs}; the search could derive no genotype")
-    _check_keys("data", sections["data"], DataConfig)
+    check_keys("data", sections["data"], DataConfig)
     data = DataConfig(**sections["data"])
     # One source of truth for the image channels: the data decides, the networks follow.
     if "in_channels" in space_raw and space.in_channels != data.channels:
@@ -405,14 +398,14 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         data = replace(data, sigmas=(0.0,))  # the pairs carry their own degradation
     if data.root is not None:
         data = replace(data, root=str((base / Path(data.root).expanduser()).resolve()))
-    _check_keys("derive", sections["derive"], DeriveConfig)
+    check_keys("derive", sections["derive"], DeriveConfig)
     derive = DeriveConfig(**sections["derive"])
-    _check_keys("resources", sections["resources"], ResourceConfig)
+    check_keys("resources", sections["resources"], ResourceConfig)
     resources = ResourceConfig(**sections["resources"])
     retrain = RetrainConfig.from_dict(sections["retrain"])
-    _check_keys("model", sections["model"], ModelConfig)
+    check_keys("model", sections["model"], ModelConfig)
     model = ModelConfig(**sections["model"])
-    _check_keys("evaluate", sections["evaluate"], EvalConfig)
+    check_keys("evaluate", sections["evaluate"], EvalConfig)
     evaluate = EvalConfig(**sections["evaluate"])
     if evaluate.bm3d and data.channels == 3 and data.dataset not in PAIR_DATASETS:
         raise ConfigError("evaluate.bm3d: the BM3D baseline denoises grey images; set it to false with data.channels: 3")
@@ -421,7 +414,7 @@ def experiment_from_dict(raw: Any, base_dir: Optional[Path] = None) -> Experimen
         if not isinstance(raw["optuna"], Mapping):
             raise ConfigError(f"optuna: expected a mapping of keys, got {type(raw['optuna']).__name__}")
         _check_names("optuna", raw["optuna"])
-        _check_keys("optuna", raw["optuna"], OptunaConfig)
+        check_keys("optuna", raw["optuna"], OptunaConfig)
         optuna = OptunaConfig(**raw["optuna"])
         storage = optuna.storage
         if storage and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):

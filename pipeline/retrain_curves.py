@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hinas_core.models import ModelError, load_tensors
+from hinas_core.plateau import best_point
 
 from .experiment import ExperimentConfig
 
@@ -69,7 +70,7 @@ def retraining_lines(exp: ExperimentConfig) -> List[str]:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, m in sorted(metas.items()):
         curve = m["validation"]
-        best = max((p["val_psnr"] for p in curve if not math.isnan(p["val_psnr"])), default=math.nan)
+        best = (best_point(curve) or {"val_psnr": math.nan})["val_psnr"]
         last = curve[-1]["val_psnr"] if curve else math.nan
         held = "" if m.get("val_held_out", True) else " (V also trained on)"
         planned = m.get("retrain", {}).get("iterations")

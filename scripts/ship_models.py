@@ -55,11 +55,12 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 
 def validation_summary(meta: dict) -> str:
     """One card cell: best validation PSNR, and whether (why) the job stopped early."""
+    from hinas_core.plateau import best_point
+
     curve = meta.get("validation") or []
     if not curve:
         return "none recorded (trained before retraining validated)"
-    scored = [p for p in curve if "error" not in p] or curve  # a failed validation is a NaN point
-    best = max(scored, key=lambda p: p["val_psnr"])
+    best = best_point(curve) or curve[-1]  # failed validations (NaN points) are left out
     stop = f"stopped early: {meta['stop_reason']}" if meta.get("stop_reason") else "trained its whole budget"
     return (f"{len(curve)} validations on Validation-V; best {best['val_psnr']:.2f} dB / {best['val_ssim']:.4f} after "
             f"{best['patches']:,} patches, last {curve[-1]['val_psnr']:.2f} dB; {stop}")
