@@ -209,21 +209,16 @@ def write_study_products(exp: ExperimentConfig) -> List[Path]:
 
 
 def _importance_figure(info: Dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import Figure, save_png
 
     names = list(info["importance"])[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(names)))
+    fig = Figure(figsize=(6, 0.5 + 0.45 * len(names)))
+    ax = fig.add_subplot()
     ax.barh([n.removeprefix("hp/") for n in names], [info["importance"][n] for n in names], color="tab:blue")
     ax.set_xlabel("importance for the best validation PSNR (fANOVA)")
     ax.set_title(f"{info['study']}: {info['complete']} complete trial(s)")
     fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def study_products(exp: ExperimentConfig) -> List[Path]:
