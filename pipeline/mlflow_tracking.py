@@ -143,9 +143,8 @@ def create_sqlite_store(path: Path) -> None:
         return
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # MLflow creates the file itself
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")  # this process's; MLflow creates it
+    tmp.unlink(missing_ok=True)  # a killed process's of the same pid, half made
     try:
         store = SqlAlchemyStore(f"sqlite:///{tmp}", (path.parent / "mlartifacts").as_uri())
         store.engine.dispose()
@@ -154,8 +153,7 @@ def create_sqlite_store(path: Path) -> None:
         except FileExistsError:
             pass  # another process created it meanwhile: theirs is whole too
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
