@@ -58,10 +58,15 @@ def own_storage(exp: ExperimentConfig) -> bool:
     return exp.optuna is not None and not exp.optuna.storage
 
 
+def study_path(exp: ExperimentConfig) -> Path:
+    """Where the run folder's own study lives (used unless ``optuna.storage`` is set)."""
+    return exp.experiment_dir / STUDY_DIR / STUDY_FILE
+
+
 def storage_url(exp: ExperimentConfig) -> str:
     if exp.optuna.storage:
         return exp.optuna.storage
-    return f"sqlite:///{exp.experiment_dir / STUDY_DIR / STUDY_FILE}"
+    return f"sqlite:///{study_path(exp)}"
 
 
 def study_name(exp: ExperimentConfig, sigma: float) -> str:

@@ -249,14 +249,22 @@ def restorable(path: Path) -> bool:
         tune_state_whole(Path(path))
 
 
+def _has_study(exp: ExperimentConfig) -> bool:
+    """Whether the run folder holds an Optuna study (an imported study alone also resumes)."""
+    if exp.optuna is None:
+        return False
+    from .optuna_study import study_path
+
+    return study_path(exp).is_file()
+
+
 def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None):
     from ray import tune
 
     trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
     names = search_dirs(exp)
-    study_file = exp.experiment_dir / "optuna" / "studies.db"  # an imported study alone also resumes
     if resume and not any((exp.experiment_dir / n).exists() for n in names) and not has_imported(exp, "search") \
-            and not (exp.optuna is not None and study_file.is_file()):
+            and not _has_study(exp):
         raise FileNotFoundError(f"nothing to resume: no search experiment at {exp.experiment_dir / names[0]}")
 
     def dirname(t):
