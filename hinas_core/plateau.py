@@ -16,6 +16,12 @@ Using the best so far on both sides makes the rule robust to a noisy curve: a si
 validation neither stops a job nor keeps it going, and a job still setting new highs by at
 least ``min_gain_db`` per window never stops. The rule is a pure function of the curve, so a
 resumed job that carries its curve decides exactly as an uninterrupted one.
+
+A plateau under a slowly decaying schedule (the paper's poly over 600k iterations) comes while
+the learning rate is still high: the weights then wander around the plateau from one validation
+to the next, and stopping at once keeps wherever they happen to be. With ``anneal_patches`` the
+job instead finishes with the learning rate brought down linearly to ``lr_min`` over that many
+more patches, then stops (:class:`hinas_core.retrain.Trainer`); 0 stops at once.
 """
 from __future__ import annotations
 
@@ -32,10 +38,13 @@ class PlateauConfig:
         min_gain_db: the least validation-PSNR gain (dB) over the window that keeps a job going
             (issue #12: 0.05).
         window_patches: the window, in training patches (iterations x batch size; issue #12: 1 M).
+        anneal_patches: once the rule fires, train this many more patches with the learning
+            rate falling linearly to ``lr_min``, then stop (0: stop at once, the issue's rule).
     """
 
     min_gain_db: float = 0.05
     window_patches: int = 1_000_000
+    anneal_patches: int = 0
 
     def __post_init__(self):
         g = self.min_gain_db
@@ -45,6 +54,9 @@ class PlateauConfig:
         w = self.window_patches
         if isinstance(w, bool) or not isinstance(w, int) or w < 1:
             raise ConfigError(f"retrain.plateau.window_patches: expected an integer >= 1, got {w!r}")
+        a = self.anneal_patches
+        if isinstance(a, bool) or not isinstance(a, int) or a < 0:
+            raise ConfigError(f"retrain.plateau.anneal_patches: expected an integer >= 0 (0 = stop at once), got {a!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PlateauConfig":
@@ -54,7 +66,12 @@ class PlateauConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # No anneal is written as before the key existed, so the models and state bundles of
+        # runs made then keep their config hashes.
+        d = asdict(self)
+        if not d["anneal_patches"]:
+            del d["anneal_patches"]
+        return d
 
 
 def _psnr(v: float) -> float:

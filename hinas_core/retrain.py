@@ -28,7 +28,7 @@ from .loss import HiNASLoss
 from .models import build_model
 from .network import count_parameters
 from .ops import configure_dcn
-from .plateau import PlateauConfig, best_point, plateau_reason
+from .plateau import PlateauConfig, best_point, patches_text, plateau_reason
 from .search import Sampler
 from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, to_device
 
@@ -62,8 +62,9 @@ class RetrainConfig:
             validation); the last iteration is always validated. Needs a ``validate`` callable
             (the pipeline's: Validation-V, see ``hold_out_val``).
         plateau: stop early once the validation PSNR has plateaued
-            (:class:`hinas_core.plateau.PlateauConfig`: ``min_gain_db``, ``window_patches``);
-            None (default) trains every iteration.
+            (:class:`hinas_core.plateau.PlateauConfig`: ``min_gain_db``, ``window_patches``,
+            and ``anneal_patches``: first bring the learning rate down to ``lr_min`` over that
+            many patches); None (default) trains every iteration.
         hold_out_val: the pipeline trains on Train-W + Train-A only, leaving the search's
             Validation-V out of the training patches, and validates on V (the search's images,
             seeded noise and ``data.val_protocol``). False trains on every training image, V
@@ -127,7 +128,10 @@ class RetrainConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.plateau is not None:
+            d["plateau"] = self.plateau.to_dict()
+        return d
 
     @property
     def val_every(self) -> int:
@@ -157,6 +161,7 @@ class Trainer:
         self.validate = validate
         self.curve: List[Dict[str, Any]] = []  # one point per validation: iteration, patches, val_psnr, val_ssim
         self.stop_reason: Optional[str] = None  # set when the plateau rule stopped the job early
+        self.anneal_from: Optional[int] = None  # the iteration where the plateau rule began the anneal
         self.device = torch.device(device)
         autotune_convolutions(self.device)
         torch.manual_seed(config.seed)
@@ -186,7 +191,16 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.iteration >= self.config.iterations or self.stop_reason is not None
+        return self.iteration >= self.end or self.stop_reason is not None
+
+    @property
+    def end(self) -> int:
+        """The iteration the job trains to: the budget's last, or the anneal's once it began."""
+        if self.anneal_from is None:
+            return self.config.iterations
+        anneal = self.config.plateau.anneal_patches if self.config.plateau else 0
+        steps = math.ceil(anneal / self.config.batch_size)
+        return min(self.config.iterations, self.anneal_from + max(1, steps))
 
     @property
     def patches(self) -> int:
@@ -194,6 +208,12 @@ class Trainer:
         return self.iteration * self.config.batch_size
 
     def lr_at(self, it: int) -> float:
+        if self.anneal_from is not None and it >= self.anneal_from:  # linear from the schedule's value down to lr_min
+            start, low = self._scheduled_lr(self.anneal_from), self.config.lr_min
+            return start + (low - start) * min(1.0, (it - self.anneal_from) / (self.end - self.anneal_from))
+        return self._scheduled_lr(it)
+
+    def _scheduled_lr(self, it: int) -> float:
         c = self.config
         if it < c.warmup:
             return c.lr * (it + 1) / c.warmup
@@ -227,7 +247,7 @@ class Trainer:
     def _todo(self, iterations: Optional[int]) -> int:
         if self.stop_reason is not None:
             return 0
-        return min(iterations or self.config.report_every, self.config.iterations - self.iteration)
+        return min(iterations or self.config.report_every, self.end - self.iteration)
 
     def _metrics(self, n: int, mean_loss: float, seconds: float) -> Dict[str, Any]:
         out = {"iteration": self.iteration, "train_loss": mean_loss,
@@ -247,7 +267,7 @@ class Trainer:
         """At every multiple of ``validate_every`` and at the last iteration, once."""
         if not self._validating() or self.iteration == 0 or (self.curve and self.curve[-1]["iteration"] == self.iteration):
             return False
-        return self.iteration % self.config.val_every == 0 or self.iteration >= self.config.iterations
+        return self.iteration % self.config.val_every == 0 or self.iteration >= self.end
 
     def validate_now(self) -> Dict[str, Any]:
         """Score the model on the validation data, add the point to :attr:`curve`, apply the
@@ -276,9 +296,30 @@ class Trainer:
             warnings.warn(f"retraining: the validation at iteration {self.iteration} failed ({point['error']}); "
                           "training goes on, the curve records NaN there", RuntimeWarning, stacklevel=2)
         self.curve.append(point)
-        if self.config.plateau is not None and self.iteration < self.config.iterations:  # the budget's end is no early stop
-            self.stop_reason = plateau_reason([(p["patches"], p["val_psnr"]) for p in self.curve], self.config.plateau)
+        self._apply_plateau_rule()
         return point
+
+    def _apply_plateau_rule(self) -> None:
+        """After a validation: stop (or begin the anneal) where the curve has plateaued; at the
+        anneal's end, stop. The curve and ``anneal_from`` travel in the checkpoint, so a resumed
+        job decides as an uninterrupted one."""
+        rule = self.config.plateau
+        if rule is None:
+            return
+        if self.anneal_from is not None:
+            if self.iteration >= self.end:
+                fired = [(p["patches"], p["val_psnr"]) for p in self.curve if p["iteration"] <= self.anneal_from]
+                self.stop_reason = (f"{plateau_reason(fired, rule) or 'plateau'} at {patches_text(self.anneal_from * self.config.batch_size)}"
+                                    f" patches, then the learning rate annealed from {self._scheduled_lr(self.anneal_from):.2g}"
+                                    f" to {self.config.lr_min:.2g} over {patches_text(self.patches - self.anneal_from * self.config.batch_size)} patches")
+            return
+        if self.iteration >= self.config.iterations:  # the budget's end is no early stop
+            return
+        reason = plateau_reason([(p["patches"], p["val_psnr"]) for p in self.curve], rule)
+        if reason is not None and rule.anneal_patches:
+            self.anneal_from = self.iteration
+        else:
+            self.stop_reason = reason
 
     def run(self, iterations: Optional[int] = None) -> Dict[str, Any]:
         """Train ``iterations`` steps (default ``report_every``, never past the total), validating
@@ -318,7 +359,7 @@ class Trainer:
         return {"format": 1, "spec_kind": self.spec["kind"], "config": self.config.to_dict(), "iteration": self.iteration,
                 "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "curve": [dict(p) for p in self.curve],
-                "stop_reason": self.stop_reason}
+                "stop_reason": self.stop_reason, "anneal_from": self.anneal_from}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != 1 or state.get("spec_kind") != self.spec["kind"]:
@@ -331,6 +372,7 @@ class Trainer:
         # Checkpoints written before validation existed have neither: an empty curve, not stopped.
         self.curve = [dict(p) for p in state.get("curve", [])]
         self.stop_reason = state.get("stop_reason")
+        self.anneal_from = state.get("anneal_from")
         if self.iteration and not state["opt"].get("state"):
             self.reestimate_moments()
 

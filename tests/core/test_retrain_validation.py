@@ -92,6 +92,11 @@ def test_plateau_config_errors_name_the_key():
         RetrainConfig.from_dict({"validate_every": -2})
     cfg = RetrainConfig.from_dict({"plateau": {"window_patches": 500}})
     assert cfg.plateau == PlateauConfig(0.05, 500) and RetrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["plateau"] == {"min_gain_db": 0.05, "window_patches": 500}  # no anneal: hashed as before it existed
+    annealing = RetrainConfig.from_dict({"plateau": {"anneal_patches": 480_000}})
+    assert annealing.to_dict()["plateau"]["anneal_patches"] == 480_000 and RetrainConfig.from_dict(annealing.to_dict()) == annealing
+    with pytest.raises(ConfigError, match="retrain.plateau.anneal_patches: expected an integer >= 0"):
+        RetrainConfig.from_dict({"plateau": {"anneal_patches": -1}})
     assert cfg.val_every == cfg.report_every and RetrainConfig(validate_every=0).val_every == 0
 
 
@@ -208,6 +213,30 @@ def test_the_plateau_rule_stops_a_tiny_retrain_early_and_the_stop_survives_a_res
     assert budget.iteration == 9 and budget.stop_reason is None  # reaching the budget is no early stop
     with pytest.raises(ValueError, match="plateau needs validation"):
         Trainer(SPEC, cfg, Crops())
+
+
+def test_with_anneal_patches_a_plateau_brings_the_learning_rate_down_to_lr_min_before_the_stop():
+    # The rule of the test above fires at iteration 9; then 24 patches (6 iterations) of anneal.
+    rule = {"min_gain_db": 50.0, "window_patches": 24, "anneal_patches": 24}
+    cfg = RetrainConfig(**{**CFG.to_dict(), "iterations": 30, "lr_min": 1e-5, "plateau": rule})
+    whole = train(Trainer(SPEC, cfg, Crops(), validate=held_out()))
+    assert whole.done and (whole.anneal_from, whole.iteration) == (9, 15)
+    assert [p["iteration"] for p in whole.curve] == [3, 6, 9, 12, 15]  # validated through the anneal and at its end
+    assert whole.stop_reason.startswith("plateau: +") and whole.stop_reason.endswith(
+        " dB over the last 24 patches at 36 patches, then the learning rate annealed from 0.0015 to 1e-05 over 24 patches")
+    start = whole._scheduled_lr(9)  # the poly schedule's value where the rule fired
+    assert start == pytest.approx(cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - 9 / 30) ** 0.9)
+    assert [whole.lr_at(i) for i in (8, 9, 12, 15)] == pytest.approx(
+        [whole._scheduled_lr(8), start, (start + cfg.lr_min) / 2, cfg.lr_min])
+    for cut_at in (1, 2, 3):  # cut before the rule fires, and twice inside the anneal
+        cut = train(Trainer(SPEC, cfg, Crops(), validate=held_out()), cut_at=cut_at)
+        assert (cut.iteration, cut.anneal_from, cut.stop_reason, cut.curve) == \
+            (whole.iteration, whole.anneal_from, whole.stop_reason, whole.curve)
+        for (k, v), w in zip(cut.model.state_dict().items(), whole.model.state_dict().values()):
+            torch.testing.assert_close(v, w, msg=k)
+    short = train(Trainer(SPEC, RetrainConfig(**{**cfg.to_dict(), "iterations": 12}), Crops(), validate=held_out()))
+    assert short.iteration == 12 and short.lr_at(12) == pytest.approx(cfg.lr_min)  # an anneal past the budget ends with it
+    assert short.stop_reason.endswith("annealed from 0.00058 to 1e-05 over 12 patches")  # poly at 9 of 12
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
