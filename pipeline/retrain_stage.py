@@ -68,6 +68,15 @@ def existing_model(exp: ExperimentConfig, job: Dict[str, Any]) -> Path | None:
     return path if meta.get("inputs_hash") == job_inputs_hash(exp, job) else None
 
 
+def jobs_to_train(exp: ExperimentConfig, jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The jobs without a model from these inputs, the searched networks first and the baselines
+    after (each in the given order): where the GPUs hold fewer jobs than there are (2 GPUs at
+    0.5 each, 6 jobs), the long HiNAS jobs start at once and the short baselines fill the slots
+    they leave."""
+    todo = [j for j in jobs if existing_model(exp, j) is None]
+    return sorted(todo, key=lambda j: j["spec"]["kind"] != "hinas")
+
+
 def run_tags(spec: Dict[str, Any], sigma: float) -> Dict[str, Any]:
     """The tags of a retraining job's run: stage, model kind, sigma and the genotype's hash."""
     tags = {STAGE: "retrain", KIND: spec["kind"], SIGMA: sigma}
@@ -145,7 +154,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
 
     from .search_stage import init_ray, restorable, trial_config
 
-    todo = [j for j in jobs if existing_model(exp, j) is None]
+    todo = jobs_to_train(exp, jobs)
     rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
     if todo:
         init_ray()

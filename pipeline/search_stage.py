@@ -413,12 +413,19 @@ def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
     """The summary rows of a finished search of ``exp`` that can be reused as they are: every
     sigma has a trial, no trial was still running when the summary was written (an interrupted
     search), and every trial's genotype.json loads. None when anything is missing, damaged or
-    unfinished (the search is then resumed from its checkpoints, which rewrites them)."""
+    unfinished (the search is then resumed from its checkpoints, which rewrites them).
+
+    A row's genotype is read from this run folder (``genotypes/<trial>/genotype.json``), not
+    from the absolute path the summary was written with: a run folder moved by a state bundle
+    to another machine or ``output_dir`` keeps its finished search."""
     from hinas_core.genotype import Genotype
 
     try:
         rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
         for r in rows:
+            here = exp.experiment_dir / "genotypes" / str(r["trial"]) / "genotype.json"
+            if here.is_file():
+                r["genotype"] = str(here)
             Genotype.load(r["genotype"])
         if rows and sorted({r["sigma"] for r in rows}) == sorted(exp.data.sigmas) and \
                 not any(str(r.get("stop", "")).startswith("running") for r in rows):

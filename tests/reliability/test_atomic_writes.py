@@ -192,6 +192,22 @@ def test_a_finished_search_is_reused_whole(finished):
     assert rows is not None and rows[0]["genotype"] == str(g)
 
 
+def test_a_finished_search_moved_to_another_output_dir_is_still_reused(finished, tmp_path, make):
+    """A state bundle imported on another machine (or under another output_dir) brings the
+    summary with the paths it was written with; the genotypes are read from the new folder."""
+    import shutil
+
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.search_stage import finished_search
+
+    exp, g = finished
+    moved = load_experiment(make.config(tmp_path / "m.yaml", tmp_path / "elsewhere"))
+    shutil.copytree(exp.experiment_dir, moved.experiment_dir)
+    shutil.rmtree(exp.experiment_dir)
+    rows = finished_search(moved)
+    assert rows is not None and rows[0]["genotype"] == str(moved.experiment_dir / "genotypes" / "sigma30-seed0" / "genotype.json")
+
+
 @pytest.mark.parametrize("stop", ["running", "running (no architecture epoch yet)"])
 def test_an_interrupted_search_is_resumed_not_reused(finished, stop):
     """A summary written when the driver was interrupted lists trials still running: their
@@ -248,6 +264,24 @@ def test_a_truncated_model_file_is_trained_again_not_reused(tmp_path, make):
         path.write_bytes(data[:cut])
         assert existing_model(exp, job) is None, cut
 
+
+
+def test_retraining_starts_the_searched_networks_before_the_baselines_and_leaves_trained_models_out(tmp_path, make):
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.retrain_stage import job_inputs_hash, jobs_to_train, model_path
+    from hinas.pipeline.run import retrain_jobs
+    from hinas_core.models import build_model, save_model
+
+    exp = load_experiment(make.config(tmp_path / "c.yaml", tmp_path / "runs", model={"baselines": ["dncnn"]},
+                                      data={"sigmas": [30, 50]}))
+    g = _genotype(1).save(tmp_path / "g.json")
+    jobs = retrain_jobs(exp, {30.0: g, 50.0: g})
+    assert [j["label"] for j in jobs] == ["hinas-sigma30-seed0", "dncnn-sigma30-seed0", "hinas-sigma50-seed0", "dncnn-sigma50-seed0"]
+    assert [j["label"] for j in jobs_to_train(exp, jobs)] == \
+        ["hinas-sigma30-seed0", "hinas-sigma50-seed0", "dncnn-sigma30-seed0", "dncnn-sigma50-seed0"]
+    done = jobs[1]
+    save_model(model_path(exp, done["label"]), done["spec"], build_model(done["spec"]), {"inputs_hash": job_inputs_hash(exp, done)})
+    assert [j["label"] for j in jobs_to_train(exp, jobs)] == ["hinas-sigma30-seed0", "hinas-sigma50-seed0", "dncnn-sigma50-seed0"]
 
 # ---- the audit: every file write in hinas goes through the helper, or has a listed reason -------
 # (file, the call) -> why it need not be atomic
