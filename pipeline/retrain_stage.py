@@ -137,10 +137,12 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
 def validation_meta(trainer: Trainer, sizes: Dict[str, Any]) -> Dict[str, Any]:
     """What a model file records about its data and validation: images (pairs) trained on and
     validated on, whether V was held out, patches seen, the validation curve, and why the job
-    stopped early (None: it trained its whole budget)."""
+    stopped early (None: it trained its whole budget) and, where the plateau rule began an anneal,
+    the iteration it began at (``anneal_from``)."""
     return {"train_images": sizes["train"], "val_images": sizes["val"], "val_held_out": sizes["val_held_out"],
             "patches": trainer.patches, "validate_every": trainer.config.val_every if trainer.validate else 0,
-            "validation": [dict(p) for p in trainer.curve], "stop_reason": trainer.stop_reason}
+            "validation": [dict(p) for p in trainer.curve], "stop_reason": trainer.stop_reason,
+            "anneal_from": trainer.anneal_from}
 
 
 def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool = False,

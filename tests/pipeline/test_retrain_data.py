@@ -59,10 +59,13 @@ def test_stored_pairs_split_their_pairs(bsds_root, session_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path):
+@pytest.mark.parametrize("anneal", [0, 16])
+def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path, anneal):
     """`hinas retrain` (a real Ray Tune trial) with a plateau rule no job can pass: validations
     at 32, 64 and 96 patches; at 96 the curve covers the 40-patch window, so the job stops there,
-    at iteration 12 of 40, and the model file, the curves figure and the report say why."""
+    at iteration 12 of 40, and the model file, the curves figure and the report say why. With
+    ``anneal_patches: 16`` it first trains 2 more iterations with the learning rate falling to
+    lr_min, validates at their end (112 patches) and stops there."""
     import os
     import subprocess
     import sys
@@ -72,7 +75,7 @@ def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path):
     from hinas.pipeline.retrain_curves import model_meta
 
     overrides = [f"output_dir={tmp_path}", "retrain.iterations=40", "retrain.report_every=8", "retrain.validate_every=4",
-                 "retrain.plateau={min_gain_db: 100, window_patches: 40}", "model.baselines=[]", "resources.cpu=1"]
+                 f"retrain.plateau={{min_gain_db: 100, window_patches: 40, anneal_patches: {anneal}}}", "model.baselines=[]", "resources.cpu=1"]
     cfg = repo_root / "tune_configs/quickstart.yaml"
     out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "retrain", str(cfg), "--genotype", "example_denoise",
                           "--sigma", "25", *[a for o in overrides for a in ("--set", o)]], cwd=tmp_path, capture_output=True,
@@ -81,10 +84,13 @@ def test_the_retrain_stage_stops_on_a_plateau_and_says_so(repo_root, tmp_path):
     assert "hinas-sigma25-seed0" in out.stdout and "(stopped early: plateau: +" in out.stdout
     exp = load_experiment(cfg, overrides)
     meta = model_meta(exp.experiment_dir / "models" / "hinas-sigma25-seed0" / "model.pt")
-    assert meta["iterations"] == 12 and meta["patches"] == 96 and meta["retrain"]["iterations"] == 40
-    assert [p["patches"] for p in meta["validation"]] == [32, 64, 96]
-    assert meta["stop_reason"].startswith("plateau: +") and meta["stop_reason"].endswith(" dB over the last 40 patches")
+    end, patches = (12, 96) if not anneal else (14, 112)
+    assert meta["iterations"] == end and meta["patches"] == patches and meta["retrain"]["iterations"] == 40
+    assert [p["patches"] for p in meta["validation"]] == [32, 64, 96] + ([112] if anneal else [])
+    assert meta["stop_reason"].startswith("plateau: +") and meta["anneal_from"] == (12 if anneal else None)
+    assert meta["stop_reason"].endswith(" dB over the last 40 patches at 96 patches, then the learning rate annealed "
+                                        "from 0.0015 to 1e-06 over 16 patches" if anneal else " dB over the last 40 patches")
     assert (exp.experiment_dir / "retrain_curves.png").is_file()
     report = report_markdown(exp, [])
-    assert f"| hinas-sigma25-seed0 | 12 | 96 | 9 / 2 |" in report and f"early, {meta['stop_reason']}" in report
+    assert f"| hinas-sigma25-seed0 | {end} | {patches} | 9 / 2 |" in report and f"early, {meta['stop_reason']}" in report
     assert f"Stopped early by the plateau rule (retrain.plateau): hinas-sigma25-seed0 ({meta['stop_reason']})." in report
