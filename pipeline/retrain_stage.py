@@ -166,7 +166,9 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
             tuner = tune.Tuner(
                 trainable,
                 param_space={"experiment": exp.to_dict(), "job": tune.grid_search(todo), "tracking": tracking},
-                tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                # A finished job's worker takes the next job: each new one would import torch, Ray
+                # and MLflow and open the SQLite store again (seconds of CPU each; docs/RESULTS.md).
+                tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None, reuse_actors=True,
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
