@@ -96,6 +96,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     cfg = replace(exp.retrain, seed=int(job["seed"]))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":  # a reused worker (reuse_actors): this job's peak, not an earlier job's
+        torch.cuda.reset_peak_memory_stats(device)
     data = retrain_data(exp.data, float(job["sigma"]), cfg.hold_out_val)
     sampler = with_kill_point(data.sampler, "retrain-step")
     trainer = Trainer(job["spec"], cfg, sampler, device, validate=data.validate)
