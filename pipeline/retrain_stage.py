@@ -96,6 +96,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
     cfg = replace(exp.retrain, seed=int(job["seed"]))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
     device = torch.device("cuda" if exp.resources.gpu > 0 and torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":  # a reused worker (reuse_actors): this job's peak, not an earlier job's
+        torch.cuda.reset_peak_memory_stats(device)
     data = retrain_data(exp.data, float(job["sigma"]), cfg.hold_out_val)
     sampler = with_kill_point(data.sampler, "retrain-step")
     trainer = Trainer(job["spec"], cfg, sampler, device, validate=data.validate)
@@ -168,7 +170,9 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
             tuner = tune.Tuner(
                 trainable,
                 param_space={"experiment": exp.to_dict(), "job": tune.grid_search(todo), "tracking": tracking},
-                tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None,
+                # A finished job's worker takes the next job: each new one would import torch, Ray
+                # and MLflow and open the SQLite store again (seconds of CPU each; docs/RESULTS.md).
+                tune_config=tune.TuneConfig(max_concurrent_trials=exp.resources.max_concurrent or None, reuse_actors=True,
                                             trial_dirname_creator=lambda t: f"{t.config['job']['label']}-{t.trial_id}"),
                 run_config=tune.RunConfig(name=RETRAIN_DIR, storage_path=str(exp.experiment_dir),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
