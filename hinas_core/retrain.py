@@ -341,6 +341,7 @@ class Trainer:
                 val_seconds += time.perf_counter() - v0
                 if self.stop_reason is not None:
                     break
+                todo = min(todo, self.end - self.iteration)  # an anneal that began here may end sooner
         mean_loss = _mean(losses)  # reading it waits for the GPU: the time covers its work
         metrics = self._metrics(len(losses), mean_loss, time.perf_counter() - t0 - val_seconds)
         return {**metrics, "val_seconds": val_seconds, "validations": points}

@@ -234,6 +234,14 @@ def test_with_anneal_patches_a_plateau_brings_the_learning_rate_down_to_lr_min_b
             (whole.iteration, whole.anneal_from, whole.stop_reason, whole.curve)
         for (k, v), w in zip(cut.model.state_dict().items(), whole.model.state_dict().values()):
             torch.testing.assert_close(v, w, msg=k)
+    # An anneal that ends between two validations (20 patches: iteration 14) and inside one call
+    # of run(): the job stops at the anneal's end, validated there, not at the call's end.
+    odd = RetrainConfig(**{**cfg.to_dict(), "plateau": {**rule, "anneal_patches": 20}})
+    stepwise = train(Trainer(SPEC, odd, Crops(), validate=held_out()))
+    one_call = Trainer(SPEC, RetrainConfig(**{**odd.to_dict(), "report_every": 30}), Crops(), validate=held_out())
+    one_call.run()
+    assert one_call.done and one_call.iteration == stepwise.iteration == 14 and one_call.curve == stepwise.curve
+    assert [p["iteration"] for p in one_call.curve] == [3, 6, 9, 12, 14]
     short = train(Trainer(SPEC, RetrainConfig(**{**cfg.to_dict(), "iterations": 12}), Crops(), validate=held_out()))
     assert short.iteration == 12 and short.lr_at(12) == pytest.approx(cfg.lr_min)  # an anneal past the budget ends with it
     assert short.stop_reason.endswith("annealed from 0.00058 to 1e-05 over 12 patches")  # poly at 9 of 12
