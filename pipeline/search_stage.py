@@ -356,7 +356,7 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
                   "data": exp.to_dict()["data"]}
     g = Genotype.from_dict(best["genotype"])
     g = Genotype(g.cells, g.levels, g.widths, provenance=provenance)
-    path = g.save(exp.experiment_dir / "genotypes" / row["trial"] / "genotype.json")
+    path = g.save(genotype_file(exp, row["trial"]))
     # The per-epoch history (metrics, alpha/beta, genotype of the moment) for curves and heatmaps.
     with atomic_file(path.parent / HISTORY_FILE) as tmp:
         tmp.write_text(json.dumps(state["history"], default=str))
@@ -409,6 +409,11 @@ def write_summary(exp: ExperimentConfig, rows: List[Dict[str, Any]]) -> Path:
     return path
 
 
+def genotype_file(exp: ExperimentConfig, trial: str) -> Path:
+    """Where a search trial's genotype (and its history beside it) lives in the run folder."""
+    return exp.experiment_dir / "genotypes" / trial / "genotype.json"
+
+
 def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
     """The summary rows of a finished search of ``exp`` that can be reused as they are: every
     sigma has a trial, no trial was still running when the summary was written (an interrupted
@@ -423,7 +428,7 @@ def finished_search(exp: ExperimentConfig) -> List[Dict[str, Any]] | None:
     try:
         rows = json.loads((exp.experiment_dir / SUMMARY_FILE).read_text())["trials"]
         for r in rows:
-            here = exp.experiment_dir / "genotypes" / str(r["trial"]) / "genotype.json"
+            here = genotype_file(exp, str(r["trial"]))
             if here.is_file():
                 r["genotype"] = str(here)
             Genotype.load(r["genotype"])
