@@ -36,7 +36,7 @@ from .retrain_curves import STOP_TAG, model_meta, write_curves_figure
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import resume_file
-from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
+from .trial_run import TrackingWatch, memory_metrics, open_trial_run, report_fields, reported_times
 
 VALIDATION_ERROR_TAG = "hinas.validation_error"  # the last validation that failed (the job trained on)
 
@@ -129,7 +129,7 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
                 run.finish()  # before the last report: Tune may stop the trial inside it
             with tempfile.TemporaryDirectory() as d:
                 torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
-                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"], UNSENT: run.unsent},
+                tune.report({**metrics, "label": job["label"], "sigma": job["sigma"], **report_fields(run)},
                             checkpoint=tune.Checkpoint.from_directory(d))
     except Exception:
         run.finish("FAILED")
@@ -185,7 +185,7 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
             rows[label].update(status="ERROR" if result.error else "trained",
                                patches_per_s=(result.metrics or {}).get("patches_per_s"),
                                train_seconds=(result.metrics or {}).get("time_total_s"),
-                               end=float(frame["timestamp"].iloc[-1]) if frame is not None and len(frame) else None)
+                               end=float(reported_times(frame).iloc[-1]) if frame is not None and len(frame) else None)
     for job in jobs:
         path = existing_model(exp, job)
         rows[job["label"]]["model"] = str(path) if path else None

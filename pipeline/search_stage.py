@@ -40,7 +40,7 @@ from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
 from .state import has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
-from .trial_run import UNSENT, TrackingWatch, memory_metrics, open_trial_run
+from .trial_run import TrackingWatch, memory_metrics, open_trial_run, report_fields, reported_times
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
@@ -135,7 +135,7 @@ def search_trainable(config: Dict[str, Any]) -> None:
 
     def report(metrics):
         metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()},
-                       **{UNSENT: run.unsent})
+                       **report_fields(run))
         with tempfile.TemporaryDirectory() as d:
             torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -334,9 +334,9 @@ def _finish_trial(exp: ExperimentConfig, result) -> Dict[str, Any]:
         row["error"] = (str(result.error).strip().splitlines() or [type(result.error).__name__])[-1][:300]
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
-        first = frame.iloc[0]
-        row["start"] = float(first["timestamp"] - first.get("epoch_seconds", 0.0))
-        row["end"] = float(frame["timestamp"].iloc[-1])
+        times = reported_times(frame)
+        row["start"] = float(times.iloc[0] - frame.iloc[0].get("epoch_seconds", 0.0))
+        row["end"] = float(times.iloc[-1])
         row["epoch_seconds"] = float(frame["epoch_seconds"].mean())
     if result.checkpoint is None:
         return row

@@ -187,6 +187,22 @@ def open_trial_run(config: Mapping[str, Any], key: str, name: str, tags: Mapping
 
 
 UNSENT = "mlflow_unsent"  # in a trial's Tune results: its tracking calls kept while the store is lost
+# In a trial's Tune results: the wall clock of the report, to the sub-second (Tune's own
+# ``timestamp`` is whole seconds, so a summary's start and end read from it were up to 1 s off).
+REPORTED_AT = "reported_at"
+
+
+def report_fields(run) -> Dict[str, float]:
+    """What a trainable adds to every Tune report: the run's unsent calls and the report's time."""
+    return {UNSENT: run.unsent, REPORTED_AT: time.time()}
+
+
+def reported_times(frame):
+    """The report times (seconds) of a trial's metrics dataframe: :data:`REPORTED_AT`, or Tune's
+    whole-second ``timestamp`` for results reported before it existed."""
+    if REPORTED_AT in frame:
+        return frame[REPORTED_AT].fillna(frame["timestamp"]).astype(float)
+    return frame["timestamp"].astype(float)
 
 
 class TrackingWatch(tune.Callback):

@@ -177,6 +177,18 @@ def test_a_lost_tracking_server_does_not_stop_the_trial_and_gets_everything_once
         server.stop()
 
 
+def test_report_times_keep_the_sub_second_clock_and_fall_back_to_tunes_whole_seconds():
+    """A summary's start and end come from the reports' own clock; Tune's ``timestamp`` is
+    whole seconds (a trial started 0.9 s into a second read as starting up to 1 s early)."""
+    import pandas as pd
+
+    fields = trial_run.report_fields(trial_run.NoRun())
+    assert fields[trial_run.UNSENT] == 0 and abs(fields[trial_run.REPORTED_AT] - time.time()) < 5
+    frame = pd.DataFrame({"timestamp": [100, 101, 102], trial_run.REPORTED_AT: [np.nan, 101.75, 102.5]})
+    assert list(trial_run.reported_times(frame)) == [100.0, 101.75, 102.5]  # a resumed trial's older rows
+    assert list(trial_run.reported_times(frame.drop(columns=[trial_run.REPORTED_AT]))) == [100.0, 101.0, 102.0]
+
+
 def test_a_retrained_network_is_an_mlflow_model_that_denoises(tmp_path):
     """The shipped σ=30 network, logged as the pipeline logs a retrained one, loaded back with
     ``mlflow.pyfunc.load_model``: it lowers the error of a noisy photograph."""
