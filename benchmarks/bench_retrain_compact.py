@@ -1,7 +1,8 @@
 """What resuming a retraining job from a compact state costs (``hinas state export --compact``).
 
-A compact retraining checkpoint keeps the fp32 weights and drops the optimiser's moments; the
-trainer rebuilds them from up to 200 steps at learning rate 0 when it resumes
+A compact retraining checkpoint drops the optimiser's moments (and, since 2026-12-01, stores
+the weights in bf16: the figures in docs/RESULTS.md before that date are for fp32 weights); the
+trainer rebuilds the moments from up to 200 steps at learning rate 0 when it resumes
 (:meth:`hinas_core.retrain.Trainer.reestimate_moments`). Here one job of CONFIG's data (default:
 the quickstart's embedded images, sigma 30) trains a HiNAS network of the example genotype to
 ``--cut`` iterations; its state is saved and the job continued to ``--iterations`` four ways:

@@ -29,7 +29,7 @@ from _common import write_json  # noqa: E402
 
 from hinas.pipeline.data import search_data  # noqa: E402
 from hinas.pipeline.experiment import load_experiment  # noqa: E402
-from hinas.pipeline.state import compact_search_state, expand_search_state  # noqa: E402
+from hinas.pipeline.state import compact_search_state, expand_state  # noqa: E402
 from hinas_core import Supernet, preset  # noqa: E402
 from hinas_core.search import Searcher  # noqa: E402
 
@@ -89,9 +89,9 @@ def main() -> None:
     saved = s.state_dict()
     compact = compact_search_state(saved)
     ways = {"lossless": saved,
-            "bf16 weights": expand_search_state({**compact, "w_opt": saved["w_opt"]}),
+            "bf16 weights": expand_state({**compact, "w_opt": saved["w_opt"]}),
             "no momentum": {**saved, "w_opt": compact["w_opt"]},
-            "compact (both)": expand_search_state(compact),
+            "compact (both)": expand_state(compact),
             # The yardstick: the lossless state with another data order from the cut on (the
             # sampler's RNG reseeded), i.e. how far a harmless change moves this search.
             "lossless, reseeded": {**saved, "rng": np.random.default_rng(1).bit_generator.state}}

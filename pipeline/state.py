@@ -162,23 +162,31 @@ def latest_checkpoints(exp: ExperimentConfig, stage: str) -> Dict[str, Tuple[int
     return found
 
 
+def _bf16(weights: Dict[str, Any], keep: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """Float32 weights in bf16; BatchNorm's running statistics, integers and ``keep`` as they are."""
+    return {k: v.to(torch.bfloat16) if v.dtype == torch.float32 and k not in keep and "running_" not in k else v
+            for k, v in weights.items()}
+
+
 def compact_search_state(state: Dict[str, Any]) -> Dict[str, Any]:
     """A search checkpoint made about 4x smaller: supernet weights in bf16 (alpha, beta and the
     BatchNorm statistics stay fp32) and no SGD momentum (rebuilt from the next steps)."""
-    model = {k: v.to(torch.bfloat16) if v.dtype == torch.float32 and k not in ("alpha", "beta") and "running_" not in k
-             else v for k, v in state["model"].items()}
-    return {**state, "model": model, "w_opt": {**state["w_opt"], "state": {}}}
+    return {**state, "model": _bf16(state["model"], keep=("alpha", "beta")), "w_opt": {**state["w_opt"], "state": {}}}
 
 
 def compact_retrain_state(state: Dict[str, Any]) -> Dict[str, Any]:
-    """A retraining checkpoint without the optimiser's moments (about 3x smaller; weights stay
-    fp32, so no update is lost). The trainer re-estimates the moments when it resumes
-    (:meth:`hinas_core.retrain.Trainer.load_state_dict`)."""
-    return {**state, "opt": {**state["opt"], "state": {}}}
+    """A retraining checkpoint about 6x smaller: no optimiser moments (the trainer re-estimates
+    them when it resumes, :meth:`hinas_core.retrain.Trainer.load_state_dict`) and the weights in
+    bf16 (BatchNorm statistics fp32). Rounding the campaign's checkpoints so moved their
+    validation PSNR by -0.02 to +0.004 dB (docs/RESULTS.md), less than a few steps at a high
+    learning rate make up; a job in its final anneal (``anneal_from`` set), whose learning rate
+    falls to ``lr_min`` and could not, keeps fp32 weights."""
+    model = state["model"] if state.get("anneal_from") is not None else _bf16(state["model"])
+    return {**state, "model": model, "opt": {**state["opt"], "state": {}}}
 
 
-def expand_search_state(state: Dict[str, Any]) -> Dict[str, Any]:
-    """A compact search checkpoint back in the trainables' format (weights fp32 again)."""
+def expand_state(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A compact search or retraining checkpoint back in the trainables' format (weights fp32 again)."""
     return {**state, "model": {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in state["model"].items()}}
 
 
@@ -496,8 +504,8 @@ def import_state(exp: ExperimentConfig, bundle: Path, overwrite: bool = False) -
                 _check_study(rel, path)
             if kind in ("search-checkpoint", "retrain-checkpoint", "model"):
                 state = _load_checked(rel, kind, path)
-                if kind == "search-checkpoint" and manifest.get("compact"):
-                    torch.save(expand_search_state(state), path)
+                if kind in ("search-checkpoint", "retrain-checkpoint") and manifest.get("compact"):
+                    torch.save(expand_state(state), path)
     return manifest
 
 

@@ -50,7 +50,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"hinas state export: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     files = len(list(Path(args.out).iterdir()))
-    print(f"hinas state export: {exp.experiment_dir} -> {args.out}" + (" (compact: bf16 supernets, no optimiser moments)" if args.compact else ""))
+    print(f"hinas state export: {exp.experiment_dir} -> {args.out}" + (" (compact: bf16 weights, no optimiser moments)" if args.compact else ""))
     print(describe(manifest))
     for note in manifest["notes"]:
         print(f"  {note}")
@@ -103,8 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="largest part file, in MiB (default 16); bigger files are split")
     p.add_argument("--compact", action="store_true",
                    help="search checkpoints with bf16 supernet weights and no SGD momentum (about 4x smaller), "
-                        "retraining checkpoints without the optimiser's moments (about 3x smaller; rebuilt "
-                        "at lr 0 on resume); resuming from them is not bit-exact: see docs/RESULTS.md")
+                        "retraining checkpoints with bf16 weights (fp32 in the final anneal) and no optimiser "
+                        "moments (about 6x smaller; moments rebuilt at lr 0 on resume); resuming from them is "
+                        "not bit-exact: see docs/RESULTS.md")
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("import", help="rebuild a run folder from a bundle, then resume with `hinas run --resume`",
