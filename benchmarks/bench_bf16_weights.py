@@ -3,10 +3,11 @@
 Issue #12 keeps the campaign's state in the repository, and each session's bundle adds its
 retraining checkpoints (about 2.5 MB a network in fp32) to the history. A compact bundle
 (``hinas state export --compact``) stores them in bf16 before a job's final anneal, at the price
-of resuming from rounded weights. This measures the price at the point of resuming: each job's validation PSNR/SSIM with its checkpoint's fp32 weights and
-with the same weights rounded to bf16 and back (BatchNorm statistics stay fp32 either way, as
-:func:`hinas.pipeline.state.compact_search_state` keeps them). Training after the resume can only
-reduce the difference; it is an upper bound on what the rounding itself costs.
+of resuming from rounded weights. This measures the price at the point of resuming: each job's
+validation PSNR/SSIM with its checkpoint's fp32 weights and with the weights that an import of
+its compact export gives back (:func:`hinas.pipeline.state.compact_retrain_state`, then
+:func:`~hinas.pipeline.state.expand_state`; as if the job were not yet annealing). It is the loss
+before any training after the resume, how much of it that training makes up is not measured.
 
 Reads an imported run folder (``hinas state import CONFIG --from campaign/state --set
 output_dir=DIR``) or a live one: the latest checkpoint of each retraining job.
@@ -29,14 +30,13 @@ from _common import device_name, write_json  # noqa: E402
 from hinas.pipeline.data import retrain_data  # noqa: E402
 from hinas.pipeline.experiment import load_experiment  # noqa: E402
 from hinas.pipeline.run import retrain_jobs  # noqa: E402
-from hinas.pipeline.state import latest_checkpoints  # noqa: E402
+from hinas.pipeline.state import compact_retrain_state, expand_state, latest_checkpoints  # noqa: E402
 from hinas_core.models import build_model, load_tensors  # noqa: E402
 
 
-def rounded(weights):
-    """The weights through bf16 and back; BatchNorm's running statistics and integers untouched."""
-    return {k: v.to(torch.bfloat16).float() if v.dtype == torch.float32 and "running_" not in k else v
-            for k, v in weights.items()}
+def rounded(state):
+    """The weights a compact bundle's import gives back for this checkpoint, before the anneal."""
+    return expand_state(compact_retrain_state({**state, "anneal_from": None}))["model"]
 
 
 def score(model, weights, validate, device):
@@ -74,11 +74,11 @@ def main(argv=None) -> int:
     for label in labels:
         job, (iteration, path) = jobs[label], found[label]
         validate = retrain_data(exp.data, float(job["sigma"]), exp.retrain.hold_out_val).validate
-        weights = load_tensors(path, "retrain checkpoint")["model"]
+        state = load_tensors(path, "retrain checkpoint")
         model = build_model(job["spec"]).to(device)
         t0 = time.perf_counter()
-        fp32 = score(model, weights, validate, device)
-        bf16 = score(model, rounded(weights), validate, device)
+        fp32 = score(model, state["model"], validate, device)
+        bf16 = score(model, rounded(state), validate, device)
         row = {"label": label, "iteration": iteration, "psnr_fp32": fp32["psnr"], "psnr_bf16": bf16["psnr"],
                "ssim_fp32": fp32["ssim"], "ssim_bf16": bf16["ssim"], "seconds": time.perf_counter() - t0}
         rows.append(row)

@@ -178,9 +178,9 @@ def compact_retrain_state(state: Dict[str, Any]) -> Dict[str, Any]:
     """A retraining checkpoint about 6x smaller: no optimiser moments (the trainer re-estimates
     them when it resumes, :meth:`hinas_core.retrain.Trainer.load_state_dict`) and the weights in
     bf16 (BatchNorm statistics fp32). Rounding the campaign's checkpoints so moved their
-    validation PSNR by -0.02 to +0.004 dB (docs/RESULTS.md), less than a few steps at a high
-    learning rate make up; a job in its final anneal (``anneal_from`` set), whose learning rate
-    falls to ``lr_min`` and could not, keeps fp32 weights."""
+    validation PSNR by -0.018 to +0.004 dB (docs/RESULTS.md), within what their curves swing by
+    between validations. A job in its final anneal (``anneal_from`` set), whose learning rate
+    falls to ``lr_min``, keeps fp32 weights: small steps would not make the rounding up."""
     model = state["model"] if state.get("anneal_from") is not None else _bf16(state["model"])
     return {**state, "model": model, "opt": {**state["opt"], "state": {}}}
 
