@@ -128,7 +128,8 @@ class EvalResult:
 
 def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma: float | None = None,
              patch: int = 64, batch_size: int = 64, device: torch.device | str | None = None,
-             dataset: str | None = None, out: str | os.PathLike | None = None, metric: str = "image") -> EvalResult:
+             dataset: str | None = None, out: str | os.PathLike | None = None, metric: str = "image",
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Denoise every pair's input with ``fn`` and score it against its target.
 
     Args:
@@ -141,6 +142,7 @@ def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma
         dataset: name for the table (default: the set's ``name`` attribute, if any).
         out: if given, the per-image table is written there as Parquet (atomically).
         metric: "image" or "y" (:data:`METRICS`); "y" needs RGB pairs.
+        progress: called as ``progress(done, total)`` after each image.
     """
     if metric not in METRICS:
         raise DatasetError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -163,6 +165,8 @@ def evaluate(fn: Denoiser, pairs: Sequence[Pair], protocol: str = "patch", sigma
             rows.append({"image": pair.name, "psnr": p, "ssim": s, "offset": offset,
                          "protocol": protocol, "sigma": math.nan if sigma is None else float(sigma),
                          "seconds": seconds, "dataset": dataset})
+            if progress is not None:
+                progress(len(rows), len(pairs))
     table = pa.Table.from_pylist(rows)
     if out is not None:
         save_results([table], out)

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -63,8 +63,10 @@ def noisy_scores(exp: ExperimentConfig, sigma: float) -> Dict[str, float]:
 
 
 def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label: str,
-                   out_dir: Optional[Path] = None) -> Dict[str, Any]:
-    """Score one model file; returns a summary row (PSNR/SSIM per protocol, parameters, seconds)."""
+                   out_dir: Optional[Path] = None,
+                   progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+    """Score one model file; returns a summary row (PSNR/SSIM per protocol, parameters, seconds).
+    ``progress(protocol, done, total)`` is called after each test image."""
     device = _device(exp)
     model, spec, meta = load_model(model_file, device)
     pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
@@ -77,7 +79,9 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
                            "images": len(pairs), "dataset": exp.data.dataset, "test_set": pairs.name, "model": str(model_file)}
     results = []
     for protocol in exp.evaluate.protocols:
-        r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset, metric=exp.data.metric)
+        step = None if progress is None else (lambda done, total, p=protocol: progress(p, done, total))
+        r = evaluate(denoise, pairs, protocol=protocol, sigma=sigma, dataset=exp.data.dataset, metric=exp.data.metric,
+                     progress=step)
         results.append(r)
         row[f"psnr_{protocol}"], row[f"ssim_{protocol}"], row[f"offset_{protocol}"] = r.psnr, r.ssim, r.offset
     row["inference_s"] = inference_seconds(model, pairs, device)

@@ -186,3 +186,24 @@ def test_cli_without_bm3d_installed(repo_root, tmp_path):
                            code="import sys; sys.modules['bm3d'] = None  # import bm3d fails, as when not installed\n"
                                 "from hinas.pipeline.cli import main; sys.exit(main())")
     assert code == 2 and err == "hinas data bm3d: the bm3d package is not installed: pip install bm3d\n"
+
+
+def test_cli_evaluate_sets_a_model_against_kept_bm3d(kept, repo_root, tmp_path):
+    """`hinas evaluate` prints BM3D's kept score on the same noisy images and the model's margin."""
+    import os
+    import re
+
+    sets = [a for s in SMALL for a in ("--set", s)]
+    env = dict(os.environ, **{KEPT_ENV: str(kept)})
+    out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "evaluate", str(repo_root / "tune_configs/quickstart.yaml"),
+                          "--model", str(repo_root / "models/hinas_sigma30.pt"), "--set", f"output_dir={tmp_path}", *sets],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    bm3d = json.loads((kept / "sample-test-sigma30-first2-crop128.json").read_text())
+    line = re.search(r"BM3D \(kept, same noisy images\) +sigma 30  whole: ([\d.]+) dB / ([\d.]+)", out.stdout)
+    assert line and float(line.group(1)) == pytest.approx(bm3d["psnr"], abs=0.005), out.stdout
+    ours = re.search(r"^(\S+) +sigma 30  patch: [\d.]+ dB / [\d.]+  whole: ([\d.]+) dB", out.stdout, re.M)
+    margin = re.search(r"^(\S+) +sigma 30  whole-image PSNR ([-+][\d.]+) dB against BM3D", out.stdout, re.M)
+    assert ours and margin and ours.group(1) == margin.group(1), out.stdout
+    assert float(margin.group(2)) == pytest.approx(float(ours.group(2)) - bm3d["psnr"], abs=0.011)
+    assert "2/2 images" in out.stderr  # progress

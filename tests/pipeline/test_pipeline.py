@@ -1,6 +1,7 @@
 """The whole pipeline end to end on CPU: hinas run, resume, report, denoise, ray job submit."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -334,6 +335,12 @@ def test_stages_run_alone_retrain_and_evaluate(repo_root, tmp_path):
     assert model.is_file()
     code, log = hinas("evaluate", cfg, "--model", str(model), *common, cwd=tmp_path)
     assert code == 0 and "hinas-sigma25-seed0" in log and "sigma 25" in log, log[-3000:]
+    # progress while it scores, then what the model is up against on the same noisy images
+    assert re.search(r"hinas evaluate: hinas-sigma25-seed0, whole protocol: (\d+)/\1 images", log), log[-3000:]
+    noisy = re.search(r"noisy input +sigma 25  whole: ([\d.]+) dB", log)
+    ours = re.search(r"hinas-sigma25-seed0 +sigma 25 .*whole: ([\d.]+) dB", log)
+    assert noisy and ours and 15 < float(noisy.group(1)) < 25, log[-3000:]  # sigma 25 on 0-255: about 20 dB
+    assert re.search(r"BM3D +sigma 25  not kept for these test images", log), log[-3000:]
     code, log = hinas("retrain", cfg, "--genotype", str(tmp_path / "missing.json"), *common, cwd=tmp_path)
     assert code == 2 and "missing.json" in log and "Traceback" not in log
 
