@@ -247,11 +247,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from hinas_core.config import ConfigError
     from hinas_core.models import ModelError, load_model
 
-    from .evaluate_stage import evaluate_model
+    from .evaluate_stage import evaluate_model, run_evaluate
     from .experiment import PAIR_DATASETS
 
     exp = _load(args, "evaluate", splits=("test",), runs_trials=False)
     if exp is None:
+        return 2
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"hinas evaluate: --out {args.out} is not a folder", file=sys.stderr)
         return 2
     todo = []
     for path in args.model:  # every file is checked before the first is scored
@@ -271,9 +274,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"hinas evaluate: {exc}", file=sys.stderr)
             return 2
         todo.append((path, sigma, meta.get("label") or Path(path).stem))
-    rows = []
-    for path, sigma, label in todo:
-        rows.append(evaluate_model(exp, Path(path), float(sigma), label, progress=_progress_printer(label)))
+    if args.out:
+        models = [{"label": label, "model": path, "sigma": sigma} for path, sigma, label in todo]
+        rows = [r for r in run_evaluate(exp, models, Path(args.out), _progress_printer) if r["kind"] != "bm3d"]
+    else:
+        rows = [evaluate_model(exp, Path(path), float(sigma), label, progress=_progress_printer(label))
+                for path, sigma, label in todo]
     for r in rows:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
         print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s")
@@ -431,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment YAML (data and evaluate sections are used)")
     p.add_argument("--model", required=True, action="append", help="a model file (repeatable)")
     p.add_argument("--sigma", type=float, help="noise level (default: the one the model was trained for)")
+    p.add_argument("--out", metavar="DIR", help="also write what the pipeline's evaluate stage writes there: "
+                   "summary.json (with the noisy input's and, per evaluate.bm3d, BM3D's scores), per-image "
+                   "Parquet tables and example pictures")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=_cmd_evaluate)
 

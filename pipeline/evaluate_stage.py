@@ -142,13 +142,17 @@ def evaluate_bm3d(exp: ExperimentConfig, sigma: float, out_dir: Optional[Path] =
             "inference_s": r.seconds, "iterations": None, "bm3d_source": f"kept {kept}" if kept else "computed"}
 
 
-def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Evaluate ``[{label, model, sigma}, ...]`` (and BM3D per sigma); writes evaluation/summary.json."""
-    out = exp.experiment_dir / "evaluation"
+def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]], out: Optional[Path] = None,
+                 progress: Optional[Callable[[str], Callable[[str, int, int], None]]] = None) -> List[Dict[str, Any]]:
+    """Evaluate ``[{label, model, sigma}, ...]`` (and BM3D per sigma); writes ``summary.json`` and
+    the per-image tables to ``out`` (default: the experiment's evaluation/). ``progress(label)``
+    gives a model's ``progress`` callback for :func:`evaluate_model`."""
+    out = out or exp.experiment_dir / "evaluation"
     rows = []
     for m in models:
         if m.get("model"):
-            rows.append(evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out))
+            rows.append(evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out,
+                                       progress and progress(m["label"])))
             kill_point("evaluate-model")
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         bm3d = [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]

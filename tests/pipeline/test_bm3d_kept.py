@@ -196,7 +196,8 @@ def test_cli_evaluate_sets_a_model_against_kept_bm3d(kept, repo_root, tmp_path):
     sets = [a for s in SMALL for a in ("--set", s)]
     env = dict(os.environ, **{KEPT_ENV: str(kept)})
     out = subprocess.run([sys.executable, "-m", "hinas.pipeline.cli", "evaluate", str(repo_root / "tune_configs/quickstart.yaml"),
-                          "--model", str(repo_root / "models/hinas_sigma30.pt"), "--set", f"output_dir={tmp_path}", *sets],
+                          "--model", str(repo_root / "models/hinas_sigma30.pt"), "--set", f"output_dir={tmp_path}", *sets,
+                          "--out", str(tmp_path / "ev")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     bm3d = json.loads((kept / "sample-test-sigma30-first2-crop128.json").read_text())
@@ -207,3 +208,9 @@ def test_cli_evaluate_sets_a_model_against_kept_bm3d(kept, repo_root, tmp_path):
     assert ours and margin and ours.group(1) == margin.group(1), out.stdout
     assert float(margin.group(2)) == pytest.approx(float(ours.group(2)) - bm3d["psnr"], abs=0.011)
     assert "2/2 images" in out.stderr  # progress
+    # --out: what the evaluate stage writes, the kept BM3D row and the noisy input's score included
+    rows = {r["kind"]: r for r in json.loads((tmp_path / "ev" / "summary.json").read_text())}
+    assert sorted(rows) == ["bm3d", "hinas"] and rows["bm3d"]["bm3d_source"].startswith("kept ")
+    assert rows["hinas"]["psnr_whole"] == pytest.approx(float(ours.group(2)), abs=0.005)
+    assert rows["bm3d"]["noisy_psnr"] == rows["hinas"]["noisy_psnr"] < rows["bm3d"]["psnr_whole"]
+    assert (tmp_path / "ev" / f"{ours.group(1)}.parquet").is_file()
