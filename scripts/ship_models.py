@@ -1,12 +1,16 @@
 """Copy the HiNAS models of a finished BSD500 run into models/ and write their cards.
 
     python scripts/ship_models.py RUN_DIR --card-note "..." [--device-name "NVIDIA H100"]
+        [--evaluation SUMMARY_JSON] [--gpu-time "..."]
 
 RUN_DIR is an experiment folder of ``hinas run`` (``models/``, ``evaluation/summary.json``,
-``search_summary.json``). For each ``hinas-sigma<S>-seed<N>`` model this writes
+``search_summary.json``); ``--evaluation`` takes the summary.json of ``hinas evaluate --out``
+instead (a campaign that ships its models one at a time). For each HiNAS model there this writes
 ``models/hinas_sigma<S>.pt`` and a card ``models/hinas_sigma<S>.md`` with the run's test-200
-figures, and records in ``models/index.json`` a *check* figure: PSNR/SSIM on the central
-96x96 crops of the first 5 BSD500 test images with the test noise, computed here on the CPU.
+figures (and BM3D's on the same noisy images, when the summary holds them), and records in
+``models/index.json`` a *check* figure: PSNR/SSIM on the central 96x96 crops of the first 5
+BSD500 test images with the test noise, computed here on the CPU. Shipped models of other noise
+levels stay in the index.
 tests/models/test_shipped_models.py recomputes the check figure and compares it to the card.
 """
 from __future__ import annotations
@@ -19,9 +23,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note: str) -> str:
+
+
+def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note: str,
+         bm3d: Optional[dict] = None, gpu_time: str = "") -> str:
     levels = "-".join(map(str, genotype["levels"]))
     cells = "; ".join(", ".join(f"{op}({inp})" for op, inp in node) for node in genotype["cells"][0]) \
         if len(genotype["cells"]) == 1 else f"{len(genotype['cells'])} cells"
@@ -30,6 +38,7 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
                f"{meta['val_images']} held out as Validation-V" if meta.get("val_held_out")
                else f"all {meta['train_images']} images trained on (Validation-V among them)") \
         if "train_images" in meta else "all 300 images"
+    gpu = f"| GPU time | {gpu_time} |\n" if gpu_time else ""
     return f"""# HiNAS denoiser, BSD500 gray, sigma {entry['sigma']:g}
 
 `{entry['file']}` - a network found by the HiNAS search and trained by `hinas run`
@@ -44,13 +53,22 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 | training budget | {meta['iterations']:,} of {rt['iterations']:,} planned iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
 | retraining validation | {validation_summary(meta)} |
 | trained on | {entry['device']} ({entry['date']}), code at commit {entry['commit']} |
-| test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
+{gpu}| test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
 | test-200, whole images | PSNR {row['psnr_whole']:.2f} dB, SSIM {row['ssim_whole']:.4f} |
-| paper (Table 5, patch protocol) | {entry['paper']} (this model: {entry['below_paper_db']} dB below) |
+{bm3d_row(row, bm3d)}| paper (Table 5, patch protocol) | {entry['paper']} (this model: {entry['below_paper_db']} dB below) |
 | check set (CPU, first 5 test images, central 96x96, whole-image protocol) | PSNR {entry['check']['psnr']:.4f} dB, SSIM {entry['check']['ssim']:.5f} |
 
 {note}
 {curve_table(meta)}"""
+
+
+def bm3d_row(row: dict, bm3d: Optional[dict]) -> str:
+    """The card's BM3D line (whole images, the very same noisy images), or nothing."""
+    if not bm3d or "psnr_whole" not in bm3d:
+        return ""
+    return (f"| BM3D, the same noisy test-200 images (whole images) | PSNR {bm3d['psnr_whole']:.2f} dB, SSIM "
+            f"{bm3d['ssim_whole']:.4f} (this model: {row['psnr_whole'] - bm3d['psnr_whole']:+.2f} dB, "
+            f"{row['ssim_whole'] - bm3d['ssim_whole']:+.4f}) |\n")
 
 
 def validation_summary(meta: dict) -> str:
@@ -84,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--commit", default=None, help="the commit whose code trained the models (default: HEAD)")
     ap.add_argument("--card-note", default="", help="a paragraph added to every card (limits, deviations)")
+    ap.add_argument("--evaluation", type=Path, help="summary.json of `hinas evaluate --out` "
+                    "(default: RUN_DIR/evaluation/summary.json)")
+    ap.add_argument("--gpu-time", default="", help="a card row: the GPU time that went into the model")
     ap.add_argument("--bsds-root", default=os.environ.get("HINAS_BSDS500_ROOT") or str(ROOT.parent / "shared" / "datasets" / "BSDS500"))
     args = ap.parse_args(argv)
     from hinas.models import CHECK, check_figures
@@ -92,7 +113,9 @@ def main(argv=None) -> int:
 
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True, check=True).stdout.strip()
-    summary = {r["label"]: r for r in json.loads((args.run_dir / "evaluation" / "summary.json").read_text())}
+    rows = json.loads((args.evaluation or args.run_dir / "evaluation" / "summary.json").read_text())
+    summary = {r["label"]: r for r in rows}
+    bm3d = {float(r["sigma"]): r for r in rows if r["kind"] == "bm3d"}
     searches = {r["sigma"]: r for r in json.loads((args.run_dir / "search_summary.json").read_text())["trials"]}
     out_dir = ROOT / "models"
     entries = []
@@ -100,7 +123,7 @@ def main(argv=None) -> int:
         if row["kind"] != "hinas":
             continue
         sigma = float(row["sigma"])
-        src = args.run_dir / "models" / label / "model.pt"
+        src = Path(row["model"]) if row.get("model") else args.run_dir / "models" / label / "model.pt"
         _, spec, meta = load_model(src, "cpu")
         name = f"hinas_sigma{sigma:g}"
         shutil.copyfile(src, out_dir / f"{name}.pt")
@@ -114,10 +137,14 @@ def main(argv=None) -> int:
         entry["below_paper_db"] = round(float(entry["paper"].split(" / ")[0]) - row["psnr_patch"], 2) \
             if entry["paper"] != "-" else None
         (out_dir / entry["card"]).write_text(card(entry, row, searches.get(sigma, {}), meta, spec["genotype"],
-                                                  args.card_note))
+                                                  args.card_note, bm3d.get(sigma), args.gpu_time))
         entries.append(entry)
         print(f"{name}: test-200 {row['psnr_patch']:.2f} / {row['psnr_whole']:.2f} dB, check {entry['check']}")
-    (out_dir / "index.json").write_text(json.dumps({"check_set": CHECK, "models": entries}, indent=2) + "\n")
+    index = out_dir / "index.json"
+    shipped = {e["sigma"] for e in entries}
+    kept = [e for e in json.loads(index.read_text())["models"] if e["sigma"] not in shipped] if index.is_file() else []
+    entries = sorted(kept + entries, key=lambda e: e["sigma"])
+    index.write_text(json.dumps({"check_set": CHECK, "models": entries}, indent=2) + "\n")
     return 0
 
 

@@ -40,3 +40,14 @@ def test_a_card_of_a_model_trained_before_validation_says_so():
     card = ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "")
     assert "| data | BSD500 train+val: all 300 images; grayscale" in card
     assert "none recorded (trained before retraining validated)" in card and "<details>" not in card
+
+
+def test_the_card_sets_the_model_against_bm3d_on_the_same_images_and_says_its_gpu_time():
+    meta = {"retrain": RETRAIN, "iterations": 4000}
+    bm3d = {"kind": "bm3d", "sigma": 30.0, "psnr_whole": 27.98, "ssim_whole": 0.786}
+    card = ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "", bm3d, "166 device-minutes of H200")
+    assert "| BM3D, the same noisy test-200 images (whole images) | PSNR 27.98 dB, SSIM 0.7860 " \
+           "(this model: +0.52 dB, +0.0140) |" in card
+    assert "| GPU time | 166 device-minutes of H200 |" in card
+    plain = ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "")
+    assert "BM3D" not in plain and "GPU time" not in plain
