@@ -5,7 +5,8 @@
 
 RUN_DIR is an experiment folder of ``hinas run`` (``models/``, ``evaluation/summary.json``,
 ``search_summary.json``); ``--evaluation`` takes the summary.json of ``hinas evaluate --out``
-instead (a campaign that ships its models one at a time). For each HiNAS model there this writes
+instead (a campaign that ships its models one at a time; a model file evaluated on another
+machine is taken from RUN_DIR/models/<label>/). For each HiNAS model there this writes
 ``models/hinas_sigma<S>.pt`` and a card ``models/hinas_sigma<S>.md`` with the run's test-200
 figures (and BM3D's on the same noisy images, when the summary holds them), and records in
 ``models/index.json`` a *check* figure: PSNR/SSIM on the central 96x96 crops of the first 5
@@ -123,7 +124,9 @@ def main(argv=None) -> int:
         if row["kind"] != "hinas":
             continue
         sigma = float(row["sigma"])
-        src = Path(row["model"]) if row.get("model") else args.run_dir / "models" / label / "model.pt"
+        src = Path(row.get("model") or "")  # where it was evaluated, maybe on another machine
+        if not src.is_file():
+            src = args.run_dir / "models" / label / "model.pt"
         _, spec, meta = load_model(src, "cpu")
         name = f"hinas_sigma{sigma:g}"
         shutil.copyfile(src, out_dir / f"{name}.pt")
