@@ -274,9 +274,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"hinas evaluate: {exc}", file=sys.stderr)
             return 2
         todo.append((path, sigma, meta.get("label") or Path(path).stem))
-    if args.out:
+    bm3d = {}
+    if args.out:  # the evaluate stage's rows: BM3D per evaluate.bm3d, the noisy input's scores in each row
         models = [{"label": label, "model": path, "sigma": sigma} for path, sigma, label in todo]
-        rows = [r for r in run_evaluate(exp, models, Path(args.out), _progress_printer) if r["kind"] != "bm3d"]
+        scored = run_evaluate(exp, models, Path(args.out), _progress_printer)
+        rows = [r for r in scored if r["kind"] != "bm3d"]
+        bm3d = {float(r["sigma"]): r for r in scored if r["kind"] == "bm3d"}
     else:
         rows = [evaluate_model(exp, Path(path), float(sigma), label, progress=_progress_printer(label))
                 for path, sigma, label in todo]
@@ -284,7 +287,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
         print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s")
     for sigma in sorted({float(s) for _, s, _ in todo}):
-        for line in _same_images_lines(exp, sigma, [r for r in rows if r["sigma"] == sigma]):
+        for line in _same_images_lines(exp, sigma, [r for r in rows if r["sigma"] == sigma], bm3d.get(sigma)):
             print(line)
     return 0
 
@@ -303,26 +306,32 @@ def _progress_printer(label: str, every_s: float = 15.0):
     return progress
 
 
-def _same_images_lines(exp, sigma: float, rows: List[dict]) -> List[str]:
+def _same_images_lines(exp, sigma: float, rows: List[dict], bm3d: Optional[dict] = None) -> List[str]:
     """What the models of ``sigma`` are compared with on the very same noisy test images: the
-    noisy images themselves and BM3D's kept scores (whole-image protocol; never computed here,
-    it takes about half an hour on 2 cores: `hinas data bm3d`)."""
+    noisy images themselves and BM3D (whole-image protocol). Taken from the evaluate stage's rows
+    where ``--out`` ran it (``bm3d``: its BM3D row; the model rows carry the noisy scores);
+    otherwise computed for the noisy input and looked up among BM3D's kept scores (BM3D itself is
+    not computed here, it takes about half an hour on 2 cores: `hinas data bm3d`)."""
     from .bm3d_kept import find_kept
     from .data import test_pairs
     from .evaluate_stage import noisy_scores
 
-    noisy = noisy_scores(exp, sigma)
+    noisy = rows[0] if rows and "noisy_psnr" in rows[0] else noisy_scores(exp, sigma)
     lines = [f"{'noisy input':32s} sigma {sigma:g}  whole: {noisy['noisy_psnr']:.2f} dB / {noisy['noisy_ssim']:.4f}"]
-    kept, where, why = find_kept(exp, sigma, test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop))
-    if kept is None:
-        lines.append(f"{'BM3D':32s} sigma {sigma:g}  not kept for these test images ({why}); "
-                     f"compute it with `hinas data bm3d CONFIG`")
-        return lines
-    lines.append(f"{'BM3D (kept, same noisy images)':32s} sigma {sigma:g}  whole: {kept.psnr:.2f} dB / {kept.ssim:.4f}")
+    source = "computed" if bm3d and bm3d.get("bm3d_source") == "computed" else "kept"
+    if bm3d is None:
+        kept, _, why = find_kept(exp, sigma, test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop))
+        if kept is None:
+            lines.append(f"{'BM3D':32s} sigma {sigma:g}  not kept for these test images ({why}); "
+                         f"compute it with `hinas data bm3d CONFIG`")
+            return lines
+        bm3d = {"psnr_whole": kept.psnr, "ssim_whole": kept.ssim}
+    lines.append(f"{f'BM3D ({source}, same noisy images)':32s} sigma {sigma:g}  "
+                 f"whole: {bm3d['psnr_whole']:.2f} dB / {bm3d['ssim_whole']:.4f}")
     for r in rows:
         if "psnr_whole" in r:
-            lines.append(f"{r['label']:32s} sigma {sigma:g}  whole-image PSNR {r['psnr_whole'] - kept.psnr:+.2f} dB "
-                         f"against BM3D, SSIM {r['ssim_whole'] - kept.ssim:+.4f}")
+            lines.append(f"{r['label']:32s} sigma {sigma:g}  whole-image PSNR {r['psnr_whole'] - bm3d['psnr_whole']:+.2f} dB "
+                         f"against BM3D, SSIM {r['ssim_whole'] - bm3d['ssim_whole']:+.4f}")
     return lines
 
 
