@@ -7,7 +7,9 @@ next machine. A bundle is::
 
     DIR/manifest.json   format, version, experiment, config (and its hash), hinas version,
                         and per file: path in the run folder, kind, size, sha256, its parts
-    DIR/0000.part ...   the files' bytes, each file cut into parts of at most --max-file-mib
+    DIR/0000.part ...   the files' bytes, each file cut into parts of at most --max-file-mib;
+                        small files share a part, and the products, each model file and the
+                        checkpoints start parts of their own (unchanged files, unchanged parts)
 
 What it carries: the finished products (genotypes with their history, search summary, derived
 genotypes, model files, evaluation tables and figures, report) and, for work not finished,
@@ -235,6 +237,19 @@ def _entries(exp: ExperimentConfig, compact: bool) -> Tuple[List[Tuple[str, str,
     return entries, notes
 
 
+def _part_group(kind: str, rel: str) -> Tuple[int, str]:
+    """Which files share parts: the products that stay as they are once written, then each model
+    file alone, then what changes at every checkpoint. A bundle committed after every stretch
+    (the campaign keeps its state in git) then repeats the parts of unchanged files byte for
+    byte, and git stores those once; a model's part is the model file itself, so shipping it
+    (``models/``) costs nothing more."""
+    if kind == "model":
+        return 1, rel
+    if kind.endswith("-checkpoint") or kind == "optuna-study":
+        return 2, ""
+    return 0, ""
+
+
 def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT_PART_MIB * 2**20,
                  compact: bool = False) -> Dict[str, Any]:
     """Write the bundle of ``exp``'s run folder into ``out``, replacing a bundle already there.
@@ -254,11 +269,14 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
     from hinas.datasets.fsutil import atomic_dir
 
     entries, notes = _entries(exp, compact)
+    entries.sort(key=lambda e: _part_group(e[1], e[0]))  # stable: in walk order within a group
     files, part_files = [], []
     with atomic_dir(out, overwrite=True) as tmp:  # the old bundle goes only once the new one is whole
         # The files' bytes run on from one part into the next, so many small files share a part:
-        # a job that may bring back only a few files (e.g. 8) carries a whole bundle.
+        # a job that may bring back only a few files (e.g. 8) carries a whole bundle. A group of
+        # files that change together starts a part of its own (_part_group).
         part = bytearray()
+        group = None
 
         def close_part():
             name = f"{len(part_files):04d}.part"
@@ -267,6 +285,9 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
             part.clear()
 
         for rel, kind, source in entries:
+            if part and _part_group(kind, rel) != group:
+                close_part()
+            group = _part_group(kind, rel)
             data = source if isinstance(source, bytes) else source.read_bytes()
             segments, start = [], 0
             while True:

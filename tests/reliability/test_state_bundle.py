@@ -154,12 +154,21 @@ def test_large_files_are_cut_into_parts_and_a_new_export_replaces_the_bundle(cli
     ckpt = _entry(bundle, "search.pt")
     assert len(ckpt["parts"]) >= -(-ckpt["size"] // int(0.1 * 2**20)) > 1
     assert all(p.stat().st_size <= 0.1 * 2**20 for p in bundle.glob("*.part"))
-    total = sum(f["size"] for f in _manifest(bundle)["files"])
-    many = len(list(bundle.iterdir()))
-    assert many == -(-total // int(0.1 * 2**20)) + 1  # the files run on from part to part: none half empty
+    files = _manifest(bundle)["files"]
+    # Within a group (products; each model; checkpoints) the files run on from part to part.
+    groups = [sum(f["size"] for f in files if f["kind"] == "genotype"), _entry(bundle, "model.pt")["size"], ckpt["size"]]
+    assert len(list(bundle.iterdir())) == sum(-(-g // int(0.1 * 2**20)) for g in groups) + 1
     _export(cli, cfg, bundle)  # the same folder again, default parts: the old parts are gone
-    # three files, one part: a job that may bring back only a few files (8 on our GPU machine) carries it
-    assert sorted(p.name for p in bundle.iterdir()) == ["0000.part", "manifest.json"] and len(_manifest(bundle)["files"]) == 3
+    # A part per group: a job that may bring back only a few files (8 on our GPU machine) carries it.
+    assert sorted(p.name for p in bundle.iterdir()) == ["0000.part", "0001.part", "0002.part", "manifest.json"]
+    assert [(f["kind"], f["parts"][0]["name"]) for f in _manifest(bundle)["files"]] == [
+        ("genotype", "0000.part"), ("model", "0001.part"), ("search-checkpoint", "0002.part")]
+    model = exp.experiment_dir / "models" / "dncnn-sigma30-seed0" / "model.pt"
+    assert (bundle / "0001.part").read_bytes() == model.read_bytes()  # git stores it once with the shipped file
+    first = {p.name: p.read_bytes() for p in bundle.glob("*.part")}
+    model.write_bytes(model.read_bytes())  # touched, not changed
+    _export(cli, cfg, bundle)
+    assert {p.name: p.read_bytes() for p in bundle.glob("*.part")} == first  # unchanged files, the same parts
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")]  # no temporaries left
     code, _, err = cli("state", "import", cfg, "--from", bundle, "--set", f"output_dir={tmp_path / 'o'}")
     assert code == 0, err
