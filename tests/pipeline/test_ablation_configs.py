@@ -113,6 +113,14 @@ def test_tables_2_and_4_run_all_three_sigma_tables_1_and_3_sigma_30(repo_root):
         assert load_experiment(repo_root / f"tune_configs/ablation_{name}.yaml").data.sigmas == (30.0,)
 
 
+def test_table2_mse_drops_the_ssim_term_in_search_and_retraining_only(repo_root):
+    mse = load_experiment(repo_root / "tune_configs/ablation_table2_mse.yaml")
+    ws = load_experiment(repo_root / "tune_configs/ablation_table1_ws.yaml")
+    assert mse.search.ssim_weight == 0 and mse.retrain.ssim_weight == 0
+    assert ws.search.ssim_weight > 0 and ws.retrain.ssim_weight > 0
+    assert mse.space == ws.space and mse.data.patch_size == ws.data.patch_size
+
+
 def test_sim_retrains_the_network_found_on_bsd500(repo_root, tmp_path):
     bsd = _derived_by(repo_root, "bsd500.yaml", tmp_path)
     sim = load_experiment(repo_root / "tune_configs/sim.yaml", [f"output_dir={tmp_path}", f"data.root={tmp_path}"])
