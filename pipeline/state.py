@@ -285,9 +285,10 @@ def export_state(exp: ExperimentConfig, out: Path, max_part_bytes: int = DEFAULT
             part.clear()
 
         for rel, kind, source in entries:
-            if part and _part_group(kind, rel) != group:
+            this = _part_group(kind, rel)
+            if part and this != group:
                 close_part()
-            group = _part_group(kind, rel)
+            group = this
             data = source if isinstance(source, bytes) else source.read_bytes()
             segments, start = [], 0
             while True:
