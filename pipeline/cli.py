@@ -6,7 +6,6 @@ import errno
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -247,7 +246,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from hinas_core.config import ConfigError
     from hinas_core.models import ModelError, load_model
 
-    from .evaluate_stage import evaluate_model, run_evaluate
+    from .evaluate_stage import evaluate_model, progress_printer, run_evaluate
     from .experiment import PAIR_DATASETS
 
     exp = _load(args, "evaluate", splits=("test",), runs_trials=False)
@@ -277,11 +276,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     bm3d = {}
     if args.out:  # the evaluate stage's rows: BM3D per evaluate.bm3d, the noisy input's scores in each row
         models = [{"label": label, "model": path, "sigma": sigma} for path, sigma, label in todo]
-        scored = run_evaluate(exp, models, Path(args.out), _progress_printer)
+        scored = run_evaluate(exp, models, Path(args.out), progress_printer)
         rows = [r for r in scored if r["kind"] != "bm3d"]
         bm3d = {float(r["sigma"]): r for r in scored if r["kind"] == "bm3d"}
     else:
-        rows = [evaluate_model(exp, Path(path), float(sigma), label, progress=_progress_printer(label))
+        rows = [evaluate_model(exp, Path(path), float(sigma), label, progress=progress_printer(label))
                 for path, sigma, label in todo]
     for r in rows:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
@@ -290,20 +289,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         for line in _same_images_lines(exp, sigma, [r for r in rows if r["sigma"] == sigma], bm3d.get(sigma)):
             print(line)
     return 0
-
-
-def _progress_printer(label: str, every_s: float = 15.0):
-    """``progress(protocol, done, total)`` for evaluate_model: a line on stderr at most every
-    ``every_s`` seconds, and one when a protocol's last image is scored."""
-    start, last = time.monotonic(), [0.0]
-
-    def progress(protocol: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] >= every_s:
-            last[0] = now
-            print(f"hinas evaluate: {label}, {protocol} protocol: {done}/{total} images, {now - start:.0f} s",
-                  file=sys.stderr, flush=True)
-    return progress
 
 
 def _same_images_lines(exp, sigma: float, rows: List[dict], bm3d: Optional[dict] = None) -> List[str]:

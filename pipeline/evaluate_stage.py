@@ -62,6 +62,20 @@ def noisy_scores(exp: ExperimentConfig, sigma: float) -> Dict[str, float]:
     return {"noisy_psnr": r.psnr, "noisy_ssim": r.ssim}
 
 
+def progress_printer(label: str, every_s: float = 15.0, prefix: str = "hinas evaluate"):
+    """``progress(protocol, done, total)`` for evaluate_model: a line on stderr at most every
+    ``every_s`` seconds, and one when a protocol's last image is scored."""
+    start, last = time.monotonic(), [0.0]
+
+    def progress(protocol: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= every_s:
+            last[0] = now
+            print(f"{prefix}: {label}, {protocol} protocol: {done}/{total} images, {now - start:.0f} s",
+                  file=sys.stderr, flush=True)
+    return progress
+
+
 def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label: str,
                    out_dir: Optional[Path] = None,
                    progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:

@@ -66,6 +66,10 @@ def test_run_produces_models_evaluation_and_report(quickstart):
     assert (exp_dir / "retrain_curves.png").stat().st_size > 1000
     assert len({r["noisy_psnr"] for r in rows}) == 1  # every row scored on the same noisy images
     assert (exp_dir / "derived" / "sigma30" / "genotype.json").is_file()
+    # the evaluate stage says how far it is, model by model and protocol by protocol
+    for label in ("hinas-sigma30-seed0", "dncnn-sigma30-seed0"):
+        for protocol in ("patch", "whole"):
+            assert f"hinas run: {label}, {protocol} protocol: 5/5 images" in log, log[-3000:]
 
 
 def test_resume_reuses_finished_stages(quickstart, repo_root):
