@@ -9,9 +9,11 @@ the score of those noisy images themselves (``noisy_psnr`` / ``noisy_ssim``: the
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -176,4 +178,39 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]], out: Optio
         r.update(noisy[float(r["sigma"])])
     with atomic_file(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2, default=str))
+    with atomic_file(out / INPUTS) as tmp:  # after the summary: a key without its summary is never left
+        tmp.write_text(json.dumps({"key": evaluation_key(exp, models)}, indent=2))
+    return rows
+
+
+INPUTS = "inputs.json"  # what summary.json was computed from: see kept_evaluation
+
+
+def evaluation_key(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> str:
+    """What decides an evaluation's figures: the test data and evaluate settings and each model
+    file's bytes (not its path: the same run on another machine has the same key)."""
+    data = {k: v for k, v in asdict(exp.data).items() if k != "root"}
+    files = {m["label"]: hashlib.sha256(Path(m["model"]).read_bytes()).hexdigest() for m in models if m.get("model")}
+    key = {"data": data, "evaluate": asdict(exp.evaluate), "models": files}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def kept_evaluation(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> Optional[List[Dict[str, Any]]]:
+    """The experiment's evaluation when it was computed from exactly these models and settings
+    (a resumed run cut after its evaluation, or imported on another machine), else None. Paths
+    in the rows point into this machine's run folder."""
+    out = exp.experiment_dir / "evaluation"
+    try:
+        kept = json.loads((out / INPUTS).read_text())["key"]
+        rows = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if kept != evaluation_key(exp, models) or not isinstance(rows, list):
+        return None
+    files = {m["label"]: str(m["model"]) for m in models if m.get("model")}
+    for r in rows:
+        if r.get("label") in files:
+            r["model"] = files[r["label"]]
+        if r.get("examples"):
+            r["examples"] = str(out / Path(r["examples"]).name)
     return rows

@@ -19,7 +19,7 @@ from hinas_core.metrics import VAL_PSNR
 from hinas_core.models import hinas_spec
 
 from .derive_stage import derive_given
-from .evaluate_stage import progress_printer, run_evaluate
+from .evaluate_stage import kept_evaluation, progress_printer, run_evaluate
 from .mlflow_tracking import (ABLATION, DATASET, EXPERIMENT, GENOTYPE, KIND, SIGMA, STAGE, Tracker, artifact_location,
                               genotype_hash, run_name, tracking_uri, ui_hint)
 from .experiment import ExperimentConfig
@@ -214,7 +214,12 @@ def run_pipeline(exp: ExperimentConfig, resume: bool = False) -> Dict[str, Any]:
                 raise RuntimeError(f"retraining produced no model for {failed}")
             kill_point("retrain-logged")
         with tracker.stage(parent, "evaluate", stage_tags) as stage:
-            evaluation = run_evaluate(exp, trained, progress=lambda label: progress_printer(label, prefix="hinas run"))
+            evaluation = kept_evaluation(exp, trained) if resume else None
+            if evaluation is None:
+                evaluation = run_evaluate(exp, trained, progress=lambda label: progress_printer(label, prefix="hinas run"))
+            else:
+                print(f"hinas run: the evaluation in {exp.experiment_dir / 'evaluation'} is of these very models "
+                      "and settings, reusing it", flush=True)
             kill_point("evaluated")
             _log_evaluations(tracker, parent, stage, exp, jobs, evaluation, common)
         report = write_report(exp, search_rows, evaluation)

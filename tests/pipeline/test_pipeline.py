@@ -80,6 +80,19 @@ def test_resume_reuses_finished_stages(quickstart, repo_root):
     assert code == 0, log[-3000:]
     assert "reusing" in log
     assert {p: p.stat().st_mtime for p in (exp_dir / "models").rglob("model.pt")} == before
+    # the evaluation of these very models and settings is reused, not computed again ...
+    summary = exp_dir / "evaluation" / "summary.json"
+    assert "is of these very models and settings, reusing it" in log and "protocol: 5/5 images" not in log, log[-3000:]
+    kept = summary.read_text()
+    # ... unless the settings changed: one example image a model instead of two
+    code, log = hinas("run", str(repo_root / "tune_configs/quickstart.yaml"), "--set", f"output_dir={exp_dir.parent}",
+                      *SMALL, "--set", "evaluate.examples=1", "--resume", cwd=exp_dir.parent, env=env)
+    assert code == 0, log[-3000:]
+    assert "reusing it" not in log and "hinas run: hinas-sigma30-seed0, whole protocol: 5/5 images" in log, log[-3000:]
+    rows, before_rows = json.loads(summary.read_text()), json.loads(kept)
+    assert [r["label"] for r in rows] == [r["label"] for r in before_rows]
+    # the same figures (BM3D's computed ones vary in the 10th digit from call to call)
+    assert [r["psnr_whole"] for r in rows] == pytest.approx([r["psnr_whole"] for r in before_rows], abs=1e-6)
 
 
 def test_report_and_denoise_commands(quickstart, repo_root, tmp_path):
