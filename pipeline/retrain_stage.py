@@ -44,10 +44,18 @@ CHECKPOINT_FILE = "retrain.pt"
 RETRAIN_DIR = "retrain"
 
 
-def job_inputs_hash(exp: ExperimentConfig, job: Dict[str, Any]) -> str:
-    """What decides a trained model: equal hashes mean the stage need not run again."""
+def job_inputs_hash(exp: ExperimentConfig, job: Dict[str, Any], legacy: bool = False) -> str:
+    """What decides a trained model: equal hashes mean the stage need not run again.
+
+    The network's genotype counts by its architecture, not its provenance: that names files on
+    the machine that derived it (``derived_from``), so the same job imported on another machine,
+    under another path, keeps its model. ``legacy``: the hash models trained before
+    that change carry (provenance included), still accepted by :func:`existing_model`."""
     d = exp.to_dict()
-    key = {"spec": job["spec"], "sigma": job["sigma"], "seed": job["seed"], "retrain": d["retrain"],
+    spec = job["spec"]
+    if not legacy and isinstance(spec.get("genotype"), dict):
+        spec = {**spec, "genotype": {k: v for k, v in spec["genotype"].items() if k != "provenance"}}
+    key = {"spec": spec, "sigma": job["sigma"], "seed": job["seed"], "retrain": d["retrain"],
            "data": {k: v for k, v in d["data"].items() if k not in ("sigmas",)}}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -65,7 +73,7 @@ def existing_model(exp: ExperimentConfig, job: Dict[str, Any]) -> Path | None:
         _, _, meta = load_model(path)
     except ModelError:
         return None
-    return path if meta.get("inputs_hash") == job_inputs_hash(exp, job) else None
+    return path if meta.get("inputs_hash") in (job_inputs_hash(exp, job), job_inputs_hash(exp, job, legacy=True)) else None
 
 
 def jobs_to_train(exp: ExperimentConfig, jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

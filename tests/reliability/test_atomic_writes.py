@@ -266,6 +266,43 @@ def test_a_truncated_model_file_is_trained_again_not_reused(tmp_path, make):
 
 
 
+def test_a_trained_model_is_kept_on_another_machine_whose_paths_differ(tmp_path, make):
+    """R1/R2/SIM retrain a genotype whose provenance names the file it came from, under the run's
+    output_dir: imported elsewhere (another path) the model is still the one for that job."""
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.retrain_stage import existing_model, job_inputs_hash, model_path
+    from hinas.pipeline.run import retrain_jobs
+    from hinas_core.genotype import Genotype
+    from hinas_core.models import build_model, save_model
+
+    def machine(root):
+        root.mkdir()
+        exp = load_experiment(make.config(root / "c.yaml", root / "runs"))
+        g = _genotype(1)
+        src = root / "runs" / "ws" / "derived" / "sigma30" / "genotype.json"
+        given = Genotype(g.cells, g.levels, g.widths, {**g.provenance, "derived_from": str(src)}).save(root / "g.json")
+        job, = retrain_jobs(exp, {30.0: given})
+        return exp, job
+
+    exp, job = machine(tmp_path / "a")
+    trained = save_model(model_path(exp, job["label"]), job["spec"], build_model(job["spec"]),
+                         {"inputs_hash": job_inputs_hash(exp, job)})
+    other, other_job = machine(tmp_path / "b")
+    assert other_job["spec"] != job["spec"]  # the provenance names the other path
+    moved = model_path(other, other_job["label"])
+    moved.parent.mkdir(parents=True)
+    moved.write_bytes(trained.read_bytes())
+    assert existing_model(other, other_job) == moved
+    # a model from before provenance left the key is kept where it was trained ...
+    save_model(trained, job["spec"], build_model(job["spec"]), {"inputs_hash": job_inputs_hash(exp, job, legacy=True)})
+    assert existing_model(exp, job) == trained
+    # ... and another architecture is not the same job
+    cell = [[["sep", 0], ["skip", 1]]] + CELL[1:]
+    changed = Genotype([cell], [0, 1], [4, 8, 16], {"derived_from": "x"}).save(tmp_path / "a" / "g2.json")
+    changed_job, = retrain_jobs(exp, {30.0: changed})
+    assert existing_model(exp, changed_job) is None
+
+
 def test_retraining_starts_the_searched_networks_before_the_baselines_and_leaves_trained_models_out(tmp_path, make):
     from hinas.pipeline.experiment import load_experiment
     from hinas.pipeline.retrain_stage import job_inputs_hash, jobs_to_train, model_path
