@@ -179,6 +179,13 @@ def retrain_data(cfg: DataConfig, sigma: float, hold_out_val: bool = True) -> Re
     return RetrainData(sampler, validate, {"train": len(train), "val": len(v), "val_held_out": hold_out_val})
 
 
+def validation_pairs(cfg: DataConfig, sigma: float):
+    """Validation-V as (noisy, clean) pairs: the search's held-out images with their seeded noise
+    (stored pairs: the split's own), whole and uncropped."""
+    _, v = _retrain_split(cfg, True)
+    return v if cfg.dataset in PAIR_DATASETS else noisy_pairs(v, sigma, seed=cfg.noise_seed, clip=cfg.clip)
+
+
 def training_sampler(cfg: DataConfig, sigma: float, hold_out_val: bool = True) -> PatchSampler | PairPatchSampler:
     """Retraining patches (see :func:`retrain_data`), without building the validator."""
     train, _ = _retrain_split(cfg, hold_out_val)
