@@ -54,13 +54,26 @@ def card(entry: dict, row: dict, search: dict, meta: dict, genotype: dict, note:
 | training budget | {meta['iterations']:,} of {rt['iterations']:,} planned iterations x {rt['batch_size']} patches of 64x64 ({rt['optimizer']}, lr {rt['lr']:g} {rt['schedule']}); the paper trains 600,000 iterations |
 | retraining validation | {validation_summary(meta)} |
 | trained on | {entry['device']} ({entry['date']}), code at commit {entry['commit']} |
-{gpu}| test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
+{gpu}{calibration_row(meta)}| test-200, paper protocol (64x64 patches) | PSNR {row['psnr_patch']:.2f} dB, SSIM {row['ssim_patch']:.4f} |
 | test-200, whole images | PSNR {row['psnr_whole']:.2f} dB, SSIM {row['ssim_whole']:.4f} |
 {bm3d_row(row, bm3d)}| paper (Table 5, patch protocol) | {entry['paper']} (this model: {entry['below_paper_db']} dB below) |
 | check set (CPU, first 5 test images, central 96x96, whole-image protocol) | PSNR {entry['check']['psnr']:.4f} dB, SSIM {entry['check']['ssim']:.5f} |
 
 {note}
 {curve_table(meta)}"""
+
+
+def calibration_row(meta: dict) -> str:
+    """The card's line on an output bias re-fitted after training (scripts/calibrate_output_bias.py), or nothing."""
+    cal = meta.get("calibration")
+    if not cal:
+        return ""
+    v0, v1 = cal["validation_before"], cal["validation_after"]
+    return (f"| output bias | re-fitted after training by least squares on {cal['patches']:,} training patches "
+            f"(scripts/calibrate_output_bias.py, {cal['date']}, commit {cal['commit']}; every other weight as trained): "
+            f"offset on those patches {cal['offset_before']:+.2f} -> {cal['offset_after']:+.2f} grey levels; "
+            f"Validation-V ({v0['images']} whole images) offset {v0['offset']:+.2f} -> {v1['offset']:+.2f}, "
+            f"PSNR {v0['psnr']:.2f} -> {v1['psnr']:.2f} dB |\n")
 
 
 def bm3d_row(row: dict, bm3d: Optional[dict]) -> str:

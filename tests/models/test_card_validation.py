@@ -51,3 +51,16 @@ def test_the_card_sets_the_model_against_bm3d_on_the_same_images_and_says_its_gp
     assert "| GPU time | 166 device-minutes of H200 |" in card
     plain = ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "")
     assert "BM3D" not in plain and "GPU time" not in plain
+
+
+def test_the_card_of_a_calibrated_model_says_what_was_refitted_and_what_it_did_on_validation():
+    meta = {"retrain": RETRAIN, "iterations": 4000}
+    assert "output bias" not in ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "")
+    meta["calibration"] = {"patches": 2400, "date": "2026-12-02", "commit": "abc1234", "offset_before": 1.06,
+                           "offset_after": -0.08, "validation_before": {"images": 6, "offset": 1.18, "psnr": 26.533},
+                           "validation_after": {"images": 6, "offset": 0.15, "psnr": 26.592}}
+    card = ship_models().card(ENTRY, ROW, {}, meta, GENOTYPE, "")
+    assert ("| output bias | re-fitted after training by least squares on 2,400 training patches "
+            "(scripts/calibrate_output_bias.py, 2026-12-02, commit abc1234") in card
+    assert "offset on those patches +1.06 -> -0.08 grey levels" in card
+    assert "Validation-V (6 whole images) offset +1.18 -> +0.15, PSNR 26.53 -> 26.59 dB |" in card
