@@ -155,7 +155,8 @@ def main(argv=None) -> int:
         (out_dir / entry["card"]).write_text(card(entry, row, searches.get(sigma, {}), meta, spec["genotype"],
                                                   args.card_note, bm3d.get(sigma), args.gpu_time))
         entries.append(entry)
-        print(f"{name}: test-200 {row['psnr_patch']:.2f} / {row['psnr_whole']:.2f} dB, check {entry['check']}")
+        print(f"{name}: from {src}{' (calibrated)' if meta.get('calibration') else ''}; test-200 "
+              f"{row['psnr_patch']:.2f} / {row['psnr_whole']:.2f} dB, check {entry['check']}")
     index = out_dir / "index.json"
     shipped = {e["sigma"] for e in entries}
     kept = [e for e in json.loads(index.read_text())["models"] if e["sigma"] not in shipped] if index.is_file() else []
