@@ -84,8 +84,13 @@ def test_the_script_writes_a_calibrated_model_that_records_its_fit(tmp_path):
     assert new_spec == spec
     cal = meta["calibration"]
     assert cal["patches"] == 24 and cal["from_model"] == str(src) and meta["sigma"] == 30
+    assert cal["device"] == "cpu"  # the tests hide any GPU: the default falls back to the CPU
     assert abs(cal["offset_after"]) < abs(cal["offset_before"])
     assert cal["validation_after"]["images"] >= 1
     assert new.end.bias.item() == pytest.approx(model.end.bias.item() + cal["shift"][0], abs=1e-6)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # never overwrites
     assert again.returncode == 2 and "exists" in again.stderr
+    for device, said in (("cuda", "no GPU is visible"), ("abacus", "not a device PyTorch knows")):
+        bad = subprocess.run(cmd[:-4] + ["--out", str(tmp_path / f"{device}.pt"), "--device", device],
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and said in bad.stderr and not (tmp_path / f"{device}.pt").exists()
