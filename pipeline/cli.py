@@ -284,7 +284,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 for path, sigma, label in todo]
     for r in rows:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
-        print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s")
+        timed = r.get("inference_timed_images") or r["images"]
+        estimate = f" (estimated from {timed} of {r['images']} images)" if timed < r["images"] else ""
+        print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s{estimate}")
     for sigma in sorted({float(s) for _, s, _ in todo}):
         for line in _same_images_lines(exp, sigma, [r for r in rows if r["sigma"] == sigma], bm3d.get(sigma)):
             print(line)

@@ -68,8 +68,34 @@ def test_inference_time_leaves_out_the_first_call_of_each_image_size():
     pairs = [Pair(f"i{k}", np.zeros(shape, np.float32), np.zeros(shape, np.uint8))
              for k, shape in enumerate([(16, 24), (24, 16), (16, 24)])]
     model = SlowFirstCall()
-    assert inference_seconds(model, pairs, torch.device("cpu")) < 0.5
+    seconds, timed = inference_seconds(model, pairs, torch.device("cpu"))
+    assert seconds < 0.5 and timed == 3
     assert len(model.seen) == 2
+
+
+def test_a_slow_device_times_part_of_the_set_and_scales_it_instead_of_a_second_pass(exp):
+    class Slow(torch.nn.Module):
+        """0.1 s an image, every call counted."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            time.sleep(0.1)
+            return x
+
+    pairs = [Pair(f"i{k}", np.zeros((16, 24), np.float32), np.zeros((16, 24), np.uint8)) for k in range(40)]
+    model = Slow()
+    seconds, timed = inference_seconds(model, pairs, torch.device("cpu"), budget_s=0.45)
+    assert 4 <= timed < 40 and model.calls == 1 + timed  # one warm-up call, then part of one pass
+    assert 3.5 < seconds < 12  # ~0.1 s an image, scaled to the 40 images
+    row = {"label": "slow", "kind": "hinas", "sigma": 30.0, "params": 10, "images": 40, "psnr_whole": 20.0,
+           "inference_s": seconds, "inference_timed_images": timed}
+    text = report_markdown(exp, [row])
+    assert f"slow from {timed} of 40" in text
+    assert "estimated from" not in report_markdown(exp, [{**row, "inference_timed_images": 40}])
 
 
 def test_example_panels_are_titled_with_model_sigma_and_psnr():
