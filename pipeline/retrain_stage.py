@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,28 @@ def existing_model(exp: ExperimentConfig, job: Dict[str, Any]) -> Path | None:
     return path if meta.get("inputs_hash") in (job_inputs_hash(exp, job), job_inputs_hash(exp, job, legacy=True)) else None
 
 
+def retrained_because(exp: ExperimentConfig, job: Dict[str, Any]) -> str | None:
+    """Why the model file at the job's path is not reused (None: there is none, or it is reused).
+    A model trained on the same files at another ``data.root`` (a SIM or Rain set made again,
+    elsewhere) is the common surprise: the root is one of the inputs, so say so and how to keep it."""
+    path = model_path(exp, job["label"])
+    if not path.is_file() or existing_model(exp, job) is not None:
+        return None
+    try:
+        _, _, meta = load_model(path)
+    except ModelError as exc:
+        return f"{exc}: trained again"
+    old_root = meta.get("data_root")
+    if old_root and old_root != exp.data.root:
+        there = replace(exp, data=replace(exp.data, root=old_root))
+        if meta.get("inputs_hash") == job_inputs_hash(there, job):
+            here = exp.data.root or "the dataset's default location"
+            return (f"{path} was trained on the data in {old_root}; this run reads {here}, so it is "
+                    f"trained again (to keep it, stop and continue with --set data.root={old_root})")
+    return (f"{path} was trained from other inputs (its network, the retrain or data section - data.root "
+            "included - or the seed): trained again")
+
+
 def jobs_to_train(exp: ExperimentConfig, jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The jobs without a model from these inputs, the searched networks first and the baselines
     after (each in the given order): where the GPUs hold fewer jobs than there are (2 GPUs at
@@ -131,7 +154,8 @@ def retrain_trainable(config: Dict[str, Any]) -> None:
             if trainer.done:
                 meta = {"label": job["label"], "sigma": job["sigma"], "seed": job["seed"], "iterations": trainer.iteration,
                         "batch_size": cfg.batch_size, "dataset": exp.data.dataset, "params": trainer.params,
-                        "inputs_hash": job_inputs_hash(exp, job), "retrain": cfg.to_dict(), "experiment": exp.name,
+                        "inputs_hash": job_inputs_hash(exp, job), "data_root": exp.data.root,
+                        "retrain": cfg.to_dict(), "experiment": exp.name,
                         **validation_meta(trainer, data.sizes)}
                 save_model(model_path(exp, job["label"]), spec, trainer.model, meta)
                 run.finish()  # before the last report: Tune may stop the trial inside it
@@ -167,6 +191,10 @@ def run_retrain(exp: ExperimentConfig, jobs: List[Dict[str, Any]], resume: bool 
     from .search_stage import init_ray, restorable, trial_config
 
     todo = jobs_to_train(exp, jobs)
+    for j in todo:
+        because = retrained_because(exp, j)
+        if because:
+            print(f"hinas run: {j['label']}: {because}", file=sys.stderr, flush=True)
     rows = {j["label"]: {"label": j["label"], "sigma": j["sigma"], "kind": j["spec"]["kind"], "status": "reused"} for j in jobs}
     if todo:
         init_ray()

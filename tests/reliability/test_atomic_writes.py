@@ -303,6 +303,32 @@ def test_a_trained_model_is_kept_on_another_machine_whose_paths_differ(tmp_path,
     assert existing_model(exp, changed_job) is None
 
 
+def test_a_model_trained_on_data_elsewhere_says_why_it_is_trained_again(tmp_path, make):
+    """A SIM set made again at another path: the root is one of the job's inputs, so the model is
+    trained again, and the user is told which root it was trained on and how to keep it."""
+    from dataclasses import replace
+
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.retrain_stage import existing_model, job_inputs_hash, model_path, retrained_because
+    from hinas.pipeline.run import retrain_jobs
+    from hinas_core.models import build_model, save_model
+
+    exp = load_experiment(make.config(tmp_path / "c.yaml", tmp_path / "runs"))
+    job, = retrain_jobs(exp, {30.0: _genotype(1).save(tmp_path / "g.json")})
+    assert retrained_because(exp, job) is None  # no model yet
+    there = replace(exp, data=replace(exp.data, root=str(tmp_path / "sim-made-there")))
+    path = save_model(model_path(exp, job["label"]), job["spec"], build_model(job["spec"]),
+                      {"inputs_hash": job_inputs_hash(there, job), "data_root": there.data.root})
+    assert existing_model(exp, job) is None and existing_model(there, job) == path
+    said = retrained_because(exp, job)
+    assert f"trained on the data in {there.data.root}" in said and f"--set data.root={there.data.root}" in said
+    assert retrained_because(there, job) is None
+    save_model(path, job["spec"], build_model(job["spec"]), {"inputs_hash": "0" * 16})  # other inputs, no root
+    assert "trained from other inputs" in retrained_because(exp, job)
+    path.write_bytes(b"not a model")
+    assert "trained again" in retrained_because(exp, job)
+
+
 def test_retraining_starts_the_searched_networks_before_the_baselines_and_leaves_trained_models_out(tmp_path, make):
     from hinas.pipeline.experiment import load_experiment
     from hinas.pipeline.retrain_stage import job_inputs_hash, jobs_to_train, model_path
