@@ -29,11 +29,7 @@ from _common import device_name, write_json
 
 from hinas_core import preset
 from hinas_core.search import SearchConfig, Searcher
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from hinas_core.steps import synchronize
 
 
 def measure(args, variant: str, sharing: bool, sigma: float) -> dict:
@@ -51,10 +47,10 @@ def measure(args, variant: str, sharing: bool, sigma: float) -> dict:
     searcher = Searcher(space, cfg, data.train_w, data.train_a, data.evaluate, data.steps_per_epoch, device)
     epochs, train = [], []
     for i in range(args.warmup + args.epochs):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         m = searcher.run_epoch()
-        _sync(device)
+        synchronize(device)
         if i >= args.warmup:
             epochs.append(time.perf_counter() - t0)
             train.append(m["train_seconds"])

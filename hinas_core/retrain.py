@@ -30,7 +30,7 @@ from .network import count_parameters
 from .ops import configure_dcn
 from .plateau import PlateauConfig, best_point, patches_text, plateau_reason
 from .search import Sampler
-from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, to_device
+from .steps import PRECISIONS, GradStep, autotune_convolutions, restore_rng, synchronize, to_device
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
@@ -335,7 +335,7 @@ class Trainer:
             losses += self.steps(n)
             todo -= n
             if self._validation_due():
-                _sync(self.device)  # the training steps' time is not the validation's
+                synchronize(self.device)  # the training steps' time is not the validation's
                 v0 = time.perf_counter()
                 points.append(self.validate_now())
                 val_seconds += time.perf_counter() - v0
@@ -427,11 +427,6 @@ def run_together(trainers: Sequence[Trainer], iterations: Optional[int] | Sequen
     means = [_mean(ls) for ls in losses]
     seconds = time.perf_counter() - t0
     return [t._metrics(len(ls), m, seconds) for t, ls, m in zip(trainers, losses, means)]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _mean(losses: List[torch.Tensor]) -> float:

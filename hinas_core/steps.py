@@ -35,6 +35,13 @@ def autotune_convolutions(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA; nothing to wait for on the CPU): what a wall-clock
+    timing of GPU work needs on both ends."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def restore_rng(torch_rng: torch.Tensor, cuda_rng: Sequence[torch.Tensor] = ()) -> None:
     """Set torch's CPU (and, when there is a GPU, CUDA) generator states from a checkpoint.
 

@@ -248,6 +248,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate_stage import evaluate_model, progress_printer, run_evaluate
     from .experiment import PAIR_DATASETS
+    from .report import timed_images
 
     exp = _load(args, "evaluate", splits=("test",), runs_trials=False)
     if exp is None:
@@ -284,8 +285,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 for path, sigma, label in todo]
     for r in rows:
         scores = "  ".join(f"{p}: {r[f'psnr_{p}']:.2f} dB / {r[f'ssim_{p}']:.4f}" for p in exp.evaluate.protocols)
-        timed = r.get("inference_timed_images") or r["images"]
-        estimate = f" (estimated from {timed} of {r['images']} images)" if timed < r["images"] else ""
+        timed = timed_images(r)
+        estimate = f" (estimated from {timed} of {r['images']} images)" if timed is not None else ""
         print(f"{r['label']:32s} sigma {r['sigma']:g}  {scores}  params {r['params']:,d}  {r['inference_s']:.3f} s{estimate}")
     for sigma in sorted({float(s) for _, s, _ in todo}):
         for line in _same_images_lines(exp, sigma, [r for r in rows if r["sigma"] == sigma], bm3d.get(sigma)):

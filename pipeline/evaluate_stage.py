@@ -24,6 +24,7 @@ from hinas.datasets import evaluate, save_results, to_chw
 from hinas_core.fsutil import atomic_file
 from hinas_core.models import load_model
 from hinas_core.network import count_parameters
+from hinas_core.steps import synchronize
 
 from .bm3d_kept import bm3d_denoiser, find_kept
 from .data import test_pairs
@@ -46,24 +47,19 @@ def inference_seconds(model, pairs, device, repeats: int = 3, enough_s: float = 
     minutes on 2 cores) stops there, and the time per image it measured is scaled to the whole set:
     the scores are already computed, so the timing should not cost a second pass over the set."""
     xs = [to_chw(p.input)[None] / 255 for p in pairs]
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     times = []
     with torch.inference_mode():
         for x in {tuple(x.shape): x for x in xs}.values():
             model(x.to(device))
         while len(times) < repeats and sum(times) < enough_s:
-            sync()
+            synchronize(device)
             t0 = time.perf_counter()
             for k, x in enumerate(xs, 1):
                 model(x.to(device))
                 if k < len(xs) and time.perf_counter() - t0 > budget_s:
-                    sync()
+                    synchronize(device)
                     return (time.perf_counter() - t0) / k * len(xs), k
-            sync()
+            synchronize(device)
             times.append(time.perf_counter() - t0)
     return float(np.median(times)), len(xs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from hinas_core.fsutil import atomic_file
 
@@ -47,6 +47,13 @@ def verdict(rows: List[Dict[str, Any]]) -> str:
     return text
 
 
+def timed_images(row: Dict[str, Any]) -> Optional[int]:
+    """How many images an evaluation row's inference time was measured on, when fewer than the
+    set (evaluate_stage.inference_seconds scales them to it on a slow device); else None."""
+    timed, images = row.get("inference_timed_images"), row.get("images") or 0
+    return timed if timed is not None and timed < images else None
+
+
 def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> str:
     protocols = list(exp.evaluate.protocols)
     head = (["model", "sigma", "params"] + [f"{m} ({p})" for p in protocols for m in ("PSNR", "SSIM")]
@@ -79,10 +86,10 @@ def report_markdown(exp: ExperimentConfig, evaluation: List[Dict[str, Any]]) -> 
             offset = r.get("offset_whole", r.get(f"offset_{protocols[0]}") if protocols else None)
             cells += [_fmt(offset, 2) if offset is None or math.isnan(offset) else f"{offset:+.2f}", _fmt(r.get("inference_s"), 3), str(r.get("images"))]
             lines.append("| " + " | ".join(cells) + " |")
-    partly = [r for r in evaluation if (r.get("inference_timed_images") or r.get("images")) < (r.get("images") or 0)]
-    if partly:  # evaluate_stage.inference_seconds: a slow device times part of the set
+    partly = [r for r in evaluation if timed_images(r) is not None]
+    if partly:
         lines += ["", "Inference seconds estimated from the first images (the time per image scaled to the set): "
-                  + ", ".join(f"{r['label']} from {r['inference_timed_images']} of {r['images']}" for r in partly) + "."]
+                  + ", ".join(f"{r['label']} from {timed_images(r)} of {r['images']}" for r in partly) + "."]
     kept = [r for r in evaluation if str(r.get("bm3d_source", "")).startswith("kept ")]
     if kept:  # pipeline/bm3d_kept.py: the same scores, computed once on another run or machine
         lines += ["", "BM3D scores kept by `hinas data bm3d` for these very noisy images (its inference seconds were "
