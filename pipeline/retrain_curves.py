@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from hinas_core.models import ModelError, load_tensors
 from hinas_core.plateau import best_point
 
-from .experiment import ExperimentConfig
+from .experiment import PAIR_DATASETS, DataConfig, ExperimentConfig
 
 STOP_TAG = "hinas.stop_reason"  # MLflow tag of a retraining run the plateau rule stopped early
 FIGURE = "retrain_curves.png"
@@ -58,14 +58,22 @@ def _db(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.2f}"  # no validation (retrain.validate_every: 0)
 
 
+def validation_set(data: DataConfig) -> str:
+    """What the retraining validated on, in the report's words: a stored-pair dataset's V is
+    pairs held out of its training split (their own degradation); an image dataset's V is the
+    search's images with seeded noise."""
+    if data.dataset in PAIR_DATASETS:
+        return "Validation-V, the search's pairs held out of the training split, and its protocol"
+    return "Validation-V with seeded noise, the search's images and protocol"
+
+
 def retraining_lines(exp: ExperimentConfig) -> List[str]:
     """The report's retraining section: per model, patches trained, images trained on and
     validated on, best and last validation PSNR, and whether (and why) it stopped early."""
     metas = {k: m for k, m in trained_meta(exp).items() if "validation" in m}
     if not metas:
         return []
-    lines = ["", "Retraining (validation PSNR on Validation-V with seeded noise, the search's images and protocol; "
-             f"curves in {FIGURE}):", "",
+    lines = ["", f"Retraining (validation PSNR on {validation_set(exp.data)}; curves in {FIGURE}):", "",
              "| model | iterations | patches | images trained / validated | best val PSNR | last val PSNR | stop |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for label, m in sorted(metas.items()):

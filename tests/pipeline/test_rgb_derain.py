@@ -19,6 +19,7 @@ from hinas.pipeline import data as pipeline_data
 from hinas.pipeline.evaluate_stage import evaluate_model
 from hinas.pipeline.experiment import experiment_from_dict, load_experiment
 from hinas.pipeline.report import report_markdown
+from hinas.pipeline.retrain_curves import validation_set
 from hinas.pipeline.run import baseline_spec
 from hinas.pipeline.state import config_hash
 from hinas_core.config import ConfigError
@@ -65,6 +66,9 @@ def test_rain800_config_is_colour_hflip_and_y(repo_root, rain_root):
     again = experiment_from_dict(exp.to_dict())  # what a Ray trial rebuilds
     assert again.space.in_channels == 3 and again.data == exp.data
     assert "(RGB); PSNR/SSIM on the Y channel of YCbCr" in report_markdown(exp, [])
+    # its retraining validates on held-out rain pairs, not on noise the report would say it adds
+    assert "seeded noise" not in validation_set(exp.data) and "pairs held out" in validation_set(exp.data)
+    assert "seeded noise" in validation_set(load_experiment(repo_root / "tune_configs" / "bsd500.yaml").data)
 
 
 @pytest.mark.filterwarnings("ignore:Rain800 .* pairs")
