@@ -360,10 +360,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from hinas.datasets import DatasetError
     from hinas_core.models import ModelError
 
-    from .denoise import denoise_file
+    from .denoise import denoise_file, keep_freed_memory
 
     def say(line: str) -> None:
         print(f"hinas denoise: {line}", file=sys.stderr)
+
+    keep_freed_memory()  # this process exits after one photo: reuse freed feature maps, no page faults
 
     try:
         _check_output_file(args.output)

@@ -112,6 +112,34 @@ def test_a_bad_sigma_is_one_clear_line(tmp_path, capsys, value, words):
     assert len(err.strip().splitlines()) == 1 and "--sigma" in err and words in err, err
 
 
+FAULTS = """
+import resource, sys
+import numpy as np
+from hinas.pipeline.denoise import keep_freed_memory
+took = keep_freed_memory() if sys.argv[1] == "keep" else None
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    a = np.ones(8 << 20)  # 64 MiB written, freed: a CPU forward pass's feature maps
+    del a
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_a_denoise_process_keeps_freed_feature_maps_instead_of_faulting_them_in_again(repo_root):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    runs = {m: subprocess.run([sys.executable, "-c", FAULTS, m], capture_output=True, text=True, env=env, check=True).stdout.split()
+            for m in ("keep", "default")}
+    if runs["keep"][0] != "True":
+        pytest.skip("this C library has no mallopt")
+    kept, default = int(runs["keep"][1]), int(runs["default"][1])
+    assert default > 20 * 100  # by default each 64 MiB block is faulted in again (here ~540 faults: huge pages)
+    assert kept < default / 5, (kept, default)
+
+
 def test_tiles_with_overlap_equal_the_whole_image():
     # The sigma-50 genotype (deformable and dilated ops) at a small width, with random weights
     # and offset predictors, so that deformable taps really move.
