@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -250,16 +251,35 @@ def shipped_model(sigma: float, say: Callable[[str], None]) -> str:
     return entry["path"]
 
 
+def runnable_now(samples: int = 10, pause: float = 0.005) -> Optional[float]:
+    """How many other tasks are running or waiting for a CPU right now (Linux: the kernel's
+    count in /proc/loadavg, this process excluded; the least of a few samples, as one sample can
+    catch a short-lived task), or None where the system does not say."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return None
+        if i + 1 < samples:
+            time.sleep(pause)
+    return float(max(0, min(counts)))
+
+
 def free_cores() -> int:
-    """CPU cores not already busy (by the 1-minute load average), at least 1. On a shared
-    machine, more threads than free cores make every small op wait for a descheduled thread:
-    measured in RESULTS.md, a busy 2-core box ran the network several times slower on 2 threads
-    than on 1."""
+    """CPU cores not already busy, at least 1. On a shared machine, more threads than free cores
+    make every small op wait for a descheduled thread: measured in RESULTS.md, a busy 2-core box
+    ran the network several times slower on 2 threads than on 1. Busy: the tasks running now
+    (:func:`runnable_now`), not the 1-minute load average (only where the system has no such
+    count), which still counts a user's previous `hinas denoise` for a minute after it ended."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
+    busy = runnable_now()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 

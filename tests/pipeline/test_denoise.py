@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -138,6 +139,27 @@ def test_a_denoise_process_keeps_freed_feature_maps_instead_of_faulting_them_in_
     kept, default = int(runs["keep"][1]), int(runs["default"][1])
     assert default > 20 * 100  # by default each 64 MiB block is faulted in again (here ~540 faults: huge pages)
     assert kept < default / 5, (kept, default)
+
+
+def test_denoise_threads_leave_out_the_cores_other_programs_are_using_now():
+    import os
+    import subprocess
+    import sys
+
+    from hinas.pipeline.denoise import free_cores, runnable_now
+
+    if runnable_now() is None:
+        pytest.skip("no /proc/loadavg here")
+    cores = len(os.sched_getaffinity(0))
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.3)
+        assert runnable_now() >= cores - 0.5
+        assert free_cores() == 1  # every core is taken: one thread, not one per core
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
 
 
 def test_tiles_with_overlap_equal_the_whole_image():
