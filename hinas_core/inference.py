@@ -3,6 +3,8 @@
 :func:`fold_batchnorm` folds every BatchNorm that directly follows a convolution into that
 convolution's weights and bias (valid in eval mode, where BN is a fixed per-channel affine
 map), and replaces the BN with an identity. Outputs are unchanged up to float rounding.
+:func:`keep_freed_memory` stops a CPU inference process from handing its feature maps back
+to the kernel between layers.
 """
 from __future__ import annotations
 
@@ -46,3 +48,25 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 _fold(conv, bn)
                 seq._modules[second] = nn.Identity()
     return model
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Make this process keep the memory it frees (glibc: no mmap for large blocks, no trimming
+    of the heap) instead of handing every large block back to the kernel. A CPU forward pass
+    frees and allocates feature maps of 100+ MB layer after layer; returned to the kernel, each
+    one is page-faulted in again (RESULTS.md: a third of `hinas denoise`'s time in the kernel).
+    For one-shot processes only (`hinas denoise`, `hinas evaluate`): the process never shrinks.
+    Returns whether the C library took the settings (False where it has no ``mallopt``, e.g.
+    macOS or musl)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

@@ -283,27 +283,6 @@ def free_cores() -> int:
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-
-def keep_freed_memory() -> bool:
-    """Make this process keep the memory it frees (glibc: no mmap for large blocks, no trimming
-    of the heap) instead of handing every large block back to the kernel. A CPU forward pass
-    frees and allocates feature maps of 100+ MB layer after layer; returned to the kernel, each
-    one is page-faulted in again (RESULTS.md: a third of `hinas denoise`'s time in the kernel).
-    For one-shot processes only (`hinas denoise`): the process never shrinks. Returns whether
-    the C library took the settings (False where it has no ``mallopt``, e.g. macOS or musl)."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
 def load_denoiser(path: str):
     """A model file as an inference-only callable on ``(1, C, H, W)`` tensors: eval mode,
     BatchNorm folded into the convolutions, channels-last weights (faster oneDNN convolutions

@@ -116,7 +116,7 @@ def test_a_bad_sigma_is_one_clear_line(tmp_path, capsys, value, words):
 FAULTS = """
 import resource, sys
 import numpy as np
-from hinas.pipeline.denoise import keep_freed_memory
+from hinas_core.inference import keep_freed_memory
 took = keep_freed_memory() if sys.argv[1] == "keep" else None
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
