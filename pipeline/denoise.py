@@ -251,6 +251,17 @@ def shipped_model(sigma: float, say: Callable[[str], None]) -> str:
     return entry["path"]
 
 
+def mismatch(estimated: float, trained: float) -> str:
+    """A warning to append when a photo's estimated noise is far from what the nearest shipped
+    model was trained for (under half of it, or over 1.25 times: 8-bit clipping already makes heavy
+    noise look weaker), else ''."""
+    if estimated < trained / 2:
+        return "; the photo is much less noisy than that model expects: it will come out smoother than it needs to be"
+    if estimated > trained * 1.25:
+        return "; the photo is much noisier than that model was trained for: expect noise left in it"
+    return ""
+
+
 def runnable_now(samples: int = 10, pause: float = 0.005) -> Optional[float]:
     """How many other tasks are running or waiting for a CPU right now (Linux: the kernel's
     count in /proc/loadavg, this process excluded; the least of a few samples, as one sample can
@@ -330,7 +341,7 @@ def denoise_file(src, dst, sigma=None, model: Optional[str] = None, say: Callabl
         estimated = estimate_sigma(photo.pixels)
         net, spec, meta = load_denoiser(shipped_model(max(estimated, 1e-3), lambda _: None))
         say(f"estimated noise sigma {estimated:.1f} (0-255 scale); using the shipped model for sigma "
-            f"{meta.get('sigma', '?'):g}")
+            f"{meta.get('sigma', '?'):g}{mismatch(estimated, float(meta.get('sigma', estimated)))}")
     check_channels(spec, photo.pixels, model or "the shipped model", src)
     if spec.get("in_channels", 1) == 3:  # a colour model (e.g. de-raining): RGB straight in
         import torch

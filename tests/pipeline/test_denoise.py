@@ -201,6 +201,22 @@ def test_auto_sigma_estimates_the_noise_and_picks_the_nearest_shipped_model(tmp_
     assert f"sigma {sigma:.1f}" in summary
 
 
+def test_auto_sigma_warns_when_the_photo_is_far_from_every_shipped_noise_level(tmp_path):
+    yy, xx = np.mgrid[0:64, 0:64]
+    clean = 128 + 40 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    said = {}
+    for sigma in (2, 30, 160):
+        noisy = clean + np.random.default_rng(sigma).normal(0, sigma, clean.shape)
+        Image.fromarray(np.clip(noisy, 0, 255).round().astype(np.uint8)).save(tmp_path / "in.png")
+        lines = []
+        denoise_file(tmp_path / "in.png", tmp_path / "out.png", sigma="auto", say=lines.append)
+        assert len(lines) == 1
+        said[sigma] = lines[0]
+    assert "much less noisy" in said[2] and "for sigma 30" in said[2]
+    assert "much" not in said[30]
+    assert "much noisier" in said[160] and "for sigma 70" in said[160]
+
+
 def test_the_noise_estimate_skips_areas_where_8_bit_clipping_hides_the_noise():
     from skimage.restoration import estimate_sigma as skimage_sigma
 
