@@ -3,7 +3,10 @@
 `--sigma auto` picks the nearest shipped model, bad --sigma values give one line."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -127,10 +130,6 @@ print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def test_a_denoise_process_keeps_freed_feature_maps_instead_of_faulting_them_in_again(repo_root):
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "PYTHONPATH": str(repo_root)}
     runs = {m: subprocess.run([sys.executable, "-c", FAULTS, m], capture_output=True, text=True, env=env, check=True).stdout.split()
             for m in ("keep", "default")}
@@ -142,10 +141,6 @@ def test_a_denoise_process_keeps_freed_feature_maps_instead_of_faulting_them_in_
 
 
 def test_denoise_threads_leave_out_the_cores_other_programs_are_using_now():
-    import os
-    import subprocess
-    import sys
-
     from hinas.pipeline.denoise import free_cores, runnable_now
 
     if runnable_now() is None:
