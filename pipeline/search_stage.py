@@ -31,7 +31,7 @@ import torch
 from hinas_core.fsutil import atomic_file
 from hinas_core.metrics import VAL_PSNR, VAL_SSIM
 from hinas_core.models import ModelError, load_tensors
-from hinas_core.search import Searcher
+from hinas_core.search import Searcher, search_ended, without_supernet
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
@@ -118,32 +118,32 @@ def search_trainable(config: Dict[str, Any]) -> None:
     sigma, seed = float(config["sigma"]), int(config["seed"])
     search_cfg = replace(exp.search, seed=seed, **dict(config.get("hp") or {}))
     torch.set_num_threads(max(1, int(exp.resources.cpu)))
-    device = _device(exp)
-    data = search_data(exp.data, sigma, search_cfg.batch_size)
-    searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
-                        data.evaluate, data.steps_per_epoch, device=device)
-    # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
-    with resume_file(tune.get_checkpoint(), exp, "search", trial_name(config)) as path:
-        if path is not None:
-            searcher.load_state_dict(load_tensors(path, "search checkpoint", device))
     hp = dict(config.get("hp") or {})
     trial = trial_name(config)
+    # Tune's checkpoint when it restores the trial, else one imported from a state bundle.
+    with resume_file(tune.get_checkpoint(), exp, "search", trial) as path:
+        state = None if path is None else load_tensors(path, "search checkpoint")
     run = open_trial_run(config, f"search:{trial}", run_name("search", "hinas", sigma, seed, study_trial(config)),
                          {STAGE: "search", KIND: "hinas", SIGMA: sigma},
                          flatten({"sigma": sigma, "seed": seed, "hp": hp, "search": search_cfg.to_dict()}))
-    moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
-
-    def report(metrics):
-        metrics.update(sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs, **{f"n_{k}": v for k, v in data.sizes.items()},
-                       **report_fields(run))
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(searcher.state_dict(), Path(d) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
+    if state is not None and state.get("history") and search_ended(state, search_cfg.max_epochs):
+        # Ended in an earlier job (a resumed study replays its ended trials): Tune needs only its
+        # last result and checkpoint, so neither the data nor the supernet is built.
+        if state.get("space") != exp.space.to_dict():
+            run.finish("FAILED")
+            raise ValueError("the checkpoint was made for a different search space")
+        run.finish()
+        _report(run, {k: v for k, v in state["history"][-1].items() if k not in ("alpha", "beta", "genotype")},
+                without_supernet(state, search_cfg.max_epochs), sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs)
+        return
+    device = _device(exp)
     try:
-        if searcher.done and searcher.history:  # imported after its last epoch: Tune still needs its result
-            run.finish()
-            report({k: v for k, v in searcher.history[-1].items() if k not in ("alpha", "beta", "genotype")})
+        data = search_data(exp.data, sigma, search_cfg.batch_size)
+        searcher = Searcher(exp.space, search_cfg, with_kill_point(data.train_w, "search-step"), data.train_a,
+                            data.evaluate, data.steps_per_epoch, device=device)
+        if state is not None:
+            searcher.load_state_dict(state)
+        moves = searcher.model.lattice.moves() if searcher.model.beta is not None else []
         while not searcher.done:
             metrics = searcher.run_epoch()
             run.log({**epoch_metrics(searcher.history[-1], moves, searcher.steps_per_epoch * search_cfg.batch_size),
@@ -151,10 +151,20 @@ def search_trainable(config: Dict[str, Any]) -> None:
             run.set_tags({WIDTH_PATH: metrics["levels"]})
             if searcher.done:  # before the last report: Tune may stop the trial inside it
                 run.finish()
-            report(metrics)
+            _report(run, metrics, searcher.state_dict(), sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs,
+                    **{f"n_{k}": v for k, v in data.sizes.items()})
     except Exception:
         run.finish("FAILED")
         raise
+
+
+def _report(run, metrics: Dict[str, Any], state: Dict[str, Any], **fields) -> None:
+    """One Tune report of a search trial: its metrics (with ``fields``) and its checkpoint."""
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, Path(d) / CHECKPOINT_FILE)
+        tune.report({**metrics, **fields, **report_fields(run)}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def init_ray(num_cpus: int | None = None) -> None:

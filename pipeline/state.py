@@ -48,6 +48,7 @@ import torch
 
 from hinas import __version__
 from hinas_core.models import ModelError, load_tensors
+from hinas_core.search import ARCH_KEYS, search_ended, without_supernet
 
 from .experiment import ExperimentConfig
 
@@ -172,8 +173,12 @@ def _bf16(weights: Dict[str, Any], keep: Tuple[str, ...] = ()) -> Dict[str, Any]
 
 def compact_search_state(state: Dict[str, Any]) -> Dict[str, Any]:
     """A search checkpoint made about 4x smaller: supernet weights in bf16 (alpha, beta and the
-    BatchNorm statistics stay fp32) and no SGD momentum (rebuilt from the next steps)."""
-    return {**state, "model": _bf16(state["model"], keep=("alpha", "beta")), "w_opt": {**state["w_opt"], "state": {}}}
+    BatchNorm statistics stay fp32) and no SGD momentum (rebuilt from the next steps). An ended
+    search keeps no supernet at all (:func:`hinas_core.search.without_supernet`): only its
+    products are needed, and a study's dozen ended trials at ~12 MB each would not travel."""
+    if search_ended(state):
+        return without_supernet(state)
+    return {**state, "model": _bf16(state["model"], keep=ARCH_KEYS), "w_opt": {**state["w_opt"], "state": {}}}
 
 
 def compact_retrain_state(state: Dict[str, Any]) -> Dict[str, Any]:

@@ -233,6 +233,56 @@ def test_compact_checkpoints_are_smaller_and_resume_with_bf16_weights(cli, run, 
     assert fresh.run_epoch()["epoch"] == 3
 
 
+@pytest.fixture(scope="module")
+def ended(make, states, tmp_path_factory):
+    """(experiment, the search state after its last epoch, 3 of 3), continued from ``states``."""
+    from hinas.pipeline.experiment import load_experiment
+
+    tmp = tmp_path_factory.mktemp("ended")
+    exp = load_experiment(make.config(tmp / "c.yaml", tmp / "runs", search=SEARCH))
+    searcher = _searcher(exp)
+    searcher.load_state_dict(torch.load(io.BytesIO(states[1]), weights_only=True))
+    searcher.run_epoch()
+    assert searcher.done
+    return exp, searcher.state_dict()
+
+
+def _size(state) -> int:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return len(buf.getvalue())
+
+
+def test_an_ended_search_travels_without_its_supernet_and_keeps_its_products(ended):
+    """An Optuna study's ended trials are replayed, never continued: a compact bundle keeps
+    their genotype and history but not ~12 MB of supernet each (session 14: six ended trials
+    made a 68 MiB bundle, more than a GPU call carries)."""
+    from dataclasses import replace
+
+    from hinas.pipeline.state import compact_search_state
+    from hinas_core.genotype import Genotype
+    from hinas_core.search import Searcher, without_supernet
+
+    exp, state = ended
+    compact = compact_search_state(state)
+    assert set(compact["model"]) == {"alpha", "beta"} and compact["w_opt"]["state"] == compact["a_opt"]["state"] == {}
+    assert _size(compact) < _size(state) / 5
+    fresh = _searcher(exp)
+    fresh.load_state_dict(compact)
+    assert fresh.done and fresh.history == state["history"] and fresh.best == state["best"]
+    assert fresh.best_genotype().to_dict() == Genotype.from_dict(state["best"]["genotype"]).to_dict()
+    assert torch.equal(fresh.model.alpha.detach(), state["model"]["alpha"])
+    again = fresh.state_dict()  # what a replayed trial reports: still without the (untrained) weights
+    assert set(again["model"]) == {"alpha", "beta"} and again["epoch"] == 3
+
+    # it cannot go on: a larger epoch cap needs the weights, and says so
+    longer = Searcher(exp.space, replace(exp.search, max_epochs=5), Noise(), Noise(), lambda f: {"psnr": 20.0, "ssim": 0.5}, 2)
+    with pytest.raises(ValueError, match="ended at epoch 3 without its supernet's weights.*cannot run to 5 epochs"):
+        longer.load_state_dict(compact)
+    with pytest.raises(ValueError, match="has not ended"):
+        without_supernet(state, max_epochs=5)
+
+
 # ---- refused bundles: one line, exit 2, nothing written --------------------------------------------
 def _truncate(bundle):
     part = bundle / _entry(bundle, "search.pt")["parts"][0]["name"]
