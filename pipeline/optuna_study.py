@@ -14,7 +14,10 @@ parameters -
 
 * a trial the study holds as finished keeps its value; it is replayed only so that Tune gets
   its last result and checkpoint back (its imported final checkpoint: the trainable reports
-  it at once) and the stage writes its genotype as for any trial;
+  it at once, building neither data nor supernet) and the stage writes its genotype as for any
+  trial. Such a replay takes no GPU and comes after the cut trials, so on a one-GPU machine it
+  runs beside them (each costs Tune ~15 s of starting and stopping a trial process, which
+  before session 14 kept the GPU idle: 5 replays, 72 s);
 * a trial the study holds as RUNNING (cut) continues from its latest checkpoint (imported as
   ``imported/search/sigma<s>-seed<k>-trial<n>/search.pt``) and, when it ends, is told to the
   study under its own number (``Study.tell`` takes a trial number), so it is never sampled
@@ -47,7 +50,7 @@ from ray.tune.utils.util import unflatten_dict
 from hinas_core.fsutil import atomic_file
 
 from .experiment import ExperimentConfig
-from .search_stage import OPTUNA_TRIAL
+from .search_stage import ENDED_TRIAL, OPTUNA_TRIAL
 
 STUDY_DIR = "optuna"
 STUDY_FILE = "studies.db"
@@ -94,20 +97,21 @@ def load_study(exp: ExperimentConfig, sigma: float):
 class ResumableOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that first replays given trials of its study (see the module docstring).
 
-    ``replay``: ``[(Optuna trial number, its params)]`` in the order to suggest them. Every
-    suggestion carries its Optuna trial number as ``config[OPTUNA_TRIAL]``, which names the
-    trial's folder, checkpoint and MLflow run across jobs."""
+    ``replay``: ``[(Optuna trial number, its params[, ended])]`` in the order to suggest them.
+    Every suggestion carries its Optuna trial number as ``config[OPTUNA_TRIAL]``, which names the
+    trial's folder, checkpoint and MLflow run across jobs; a trial whose search has ended (it only
+    reports its last result) also carries ``config[ENDED_TRIAL] = True``."""
 
-    def __init__(self, *args, replay: List[Tuple[int, Dict[str, Any]]] = (), **kwargs):
+    def __init__(self, *args, replay: List[Tuple] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self._replay = [(int(n), dict(p)) for n, p in replay]
+        self._replay = [(int(r[0]), dict(r[1]), bool(r[2]) if len(r) > 2 else False) for r in replay]
         self._replayed: Dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
     def suggest(self, trial_id: str) -> Optional[Dict]:
         if self._replay:
-            number, params = self._replay.pop(0)
+            number, params, ended = self._replay.pop(0)
             self._replayed[trial_id] = number
-            return {**unflatten_dict(params), OPTUNA_TRIAL: number}
+            return {**unflatten_dict(params), OPTUNA_TRIAL: number, **({ENDED_TRIAL: True} if ended else {})}
         config = super().suggest(trial_id)
         # OptunaSearch keeps the trial it asked for each Tune trial (a subclass may read it).
         return None if config is None else {**config, OPTUNA_TRIAL: self._ot_trials[trial_id].number}
@@ -155,15 +159,37 @@ def take_over(exp: ExperimentConfig, tune_dir: Path) -> None:
     shutil.rmtree(tune_dir)
 
 
+def _ended_on_disk(exp: ExperimentConfig, sigma: float, trial) -> bool:
+    """Whether the study trial's checkpoint in the run folder is of a search that has ended."""
+    from hinas_core.models import ModelError, load_tensors
+    from hinas_core.search import search_ended
+
+    from .search_stage import trial_label
+    from .state import imported_file
+
+    path = imported_file(exp, "search", f"{trial_label(sigma, exp.seeds[0])}-trial{trial.number}")
+    if not path.is_file():
+        return False
+    try:
+        return search_ended(load_tensors(path, "search checkpoint"), trial.params.get("hp/max_epochs", exp.search.max_epochs))
+    except (ModelError, KeyError, TypeError, ValueError):
+        return False  # damaged: the trial runs as a cut one, whose trainable says what is wrong
+
+
 def optuna_searcher(exp: ExperimentConfig, sigma: float, space, metric: str):
     """The search stage's searcher for one sigma: seeded, its study persistent, replaying the
     trials already in the run folder's study (a resumed run)."""
     cfg = exp.optuna
-    replay: List[Tuple[int, Dict[str, Any]]] = []
+    replay: List[Tuple[int, Dict[str, Any], bool]] = []
     if own_storage(exp):
         study = load_study(exp, sigma)
         if study is not None:
-            replay = [(t.number, t.params) for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)]
+            trials = study.get_trials(deepcopy=False)
+            ended = {t.number for t in trials if t.state.is_finished() and _ended_on_disk(exp, sigma, t)}
+            # The cut trials first: they search on, on the GPU; the ended ones only report their
+            # last result, on no GPU (search_stage.TrialResources), so they run beside them.
+            replay = [(t.number, t.params, t.number in ended)
+                      for t in sorted(trials, key=lambda t: (t.number in ended, t.number))]
     return ResumableOptunaSearch(space=space, metric=metric, mode="max", seed=cfg.seed + len(replay),
                                  storage=_storage(exp), study_name=study_name(exp, sigma), replay=replay)
 

@@ -48,6 +48,7 @@ SUMMARY_FILE = "search_summary.json"
 HISTORY_FILE = "history.json"
 WIDTH_PATH = "hinas.width_path"
 OPTUNA_TRIAL = "optuna_trial"  # the trial config's key holding an Optuna trial's number in its study
+ENDED_TRIAL = "ended_trial"  # in a replayed trial's config: its search ended in an earlier job
 # What a search epoch logs (from Searcher.run_epoch's metrics, also kept in history.json).
 EPOCH_KEYS = ("train_loss", "arch_loss", "w_lr", VAL_PSNR, VAL_SSIM, "n_skip", "none_dominant_edges",
               "train_seconds", "epoch_seconds", "es_best_psnr")
@@ -126,7 +127,12 @@ def search_trainable(config: Dict[str, Any]) -> None:
     run = open_trial_run(config, f"search:{trial}", run_name("search", "hinas", sigma, seed, study_trial(config)),
                          {STAGE: "search", KIND: "hinas", SIGMA: sigma},
                          flatten({"sigma": sigma, "seed": seed, "hp": hp, "search": search_cfg.to_dict()}))
-    if state is not None and state.get("history") and search_ended(state, search_cfg.max_epochs):
+    ended = state is not None and bool(state.get("history")) and search_ended(state, search_cfg.max_epochs)
+    if config.get(ENDED_TRIAL) and not ended:  # it was given no GPU: never search here
+        run.finish("FAILED")
+        raise RuntimeError(f"trial {trial} was replayed as an ended search, but its checkpoint "
+                           f"({'none' if state is None else 'epoch %d' % state['epoch']}) is not of one")
+    if ended:
         # Ended in an earlier job (a resumed study replays its ended trials): Tune needs only its
         # last result and checkpoint, so neither the data nor the supernet is built.
         if state.get("space") != exp.space.to_dict():
@@ -156,6 +162,22 @@ def search_trainable(config: Dict[str, Any]) -> None:
     except Exception:
         run.finish("FAILED")
         raise
+
+
+class TrialResources:
+    """A search trial's resources (a class: Tune pickles it): the config's, except that a replayed
+    trial whose search has ended (``ENDED_TRIAL``: it only reports its last result) takes at most
+    one CPU and no GPU, so it runs beside a searching trial instead of queueing for the GPU."""
+
+    def __init__(self, cpu: float, gpu: float):
+        self.cpu, self.gpu = cpu, gpu
+
+    def __call__(self, config: Dict[str, Any]):
+        from ray.tune import PlacementGroupFactory
+
+        if config.get(ENDED_TRIAL):
+            return PlacementGroupFactory([{"CPU": min(self.cpu, 1)}])
+        return PlacementGroupFactory([{"CPU": self.cpu, **({"GPU": self.gpu} if self.gpu else {})}])
 
 
 def _report(run, metrics: Dict[str, Any], state: Dict[str, Any], **fields) -> None:
@@ -271,7 +293,7 @@ def _has_study(exp: ExperimentConfig) -> bool:
 def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None):
     from ray import tune
 
-    trainable = tune.with_resources(search_trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+    trainable = tune.with_resources(search_trainable, TrialResources(exp.resources.cpu, exp.resources.gpu))
     names = search_dirs(exp)
     if resume and not any((exp.experiment_dir / n).exists() for n in names) and not has_imported(exp, "search") \
             and not _has_study(exp):

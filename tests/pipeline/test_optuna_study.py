@@ -120,3 +120,31 @@ def test_a_bundle_carries_the_study_and_refuses_a_file_that_is_no_study(exp, tmp
     with pytest.raises(StateError, match="optuna/studies.db is not an SQLite database"):
         import_state(exp, bundle)
     assert not exp.experiment_dir.exists()
+
+
+def test_ended_trials_are_replayed_after_the_cut_ones_and_take_no_gpu(exp):
+    """On one GPU a replay of an ended trial (it only reports its last result) would hold the GPU
+    for ~15 s of Tune's trial start and stop: cut trials go first, ended ones take no GPU."""
+    import torch
+
+    from hinas.pipeline.optuna_study import optuna_searcher
+    from hinas.pipeline.search_stage import ENDED_TRIAL, OPTUNA_TRIAL, OptunaSpace, TrialResources
+    from hinas.pipeline.state import imported_file
+    from hinas_core.early_stop import EarlyStopRule
+
+    study = a_study(exp, [0.3, 0.6])  # trials 0 and 1 complete; 1 has no checkpoint here
+    cut = study.ask()  # trial 2: running when the job was cut
+    cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
+    cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
+    cut.suggest_int("hp/patience", 1, 3)
+    for number, epoch in ((0, exp.search.max_epochs), (2, 1)):
+        path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
+        path.parent.mkdir(parents=True)
+        torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
+
+    searcher = optuna_searcher(exp, 30, OptunaSpace(exp.optuna.space), "es_best_psnr")
+    order = [searcher.suggest(t) for t in "abc"]
+    assert [(c[OPTUNA_TRIAL], c.get(ENDED_TRIAL, False)) for c in order] == [(1, False), (2, False), (0, True)]
+    resources = TrialResources(cpu=4, gpu=1)
+    assert resources(order[1]).required_resources == {"CPU": 4, "GPU": 1}
+    assert resources(order[2]).required_resources == {"CPU": 1}
