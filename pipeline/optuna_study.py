@@ -159,8 +159,9 @@ def take_over(exp: ExperimentConfig, tune_dir: Path) -> None:
     shutil.rmtree(tune_dir)
 
 
-def _ended_on_disk(exp: ExperimentConfig, sigma: float, trial) -> bool:
-    """Whether the study trial's checkpoint in the run folder is of a search that has ended."""
+def _state_on_disk(exp: ExperimentConfig, sigma: float, trial) -> str:
+    """The study trial's checkpoint in the run folder: "ended" (of a search that has ended and
+    that the study holds as finished), "cut" (any other) or "none"."""
     from hinas_core.models import ModelError, load_tensors
     from hinas_core.search import search_ended
 
@@ -169,11 +170,12 @@ def _ended_on_disk(exp: ExperimentConfig, sigma: float, trial) -> bool:
 
     path = imported_file(exp, "search", f"{trial_label(sigma, exp.seeds[0])}-trial{trial.number}")
     if not path.is_file():
-        return False
+        return "none"
     try:
-        return search_ended(load_tensors(path, "search checkpoint"), trial.params.get("hp/max_epochs", exp.search.max_epochs))
+        ended = search_ended(load_tensors(path, "search checkpoint"), trial.params.get("hp/max_epochs", exp.search.max_epochs))
     except (ModelError, KeyError, TypeError, ValueError):
-        return False  # damaged: the trial runs as a cut one, whose trainable says what is wrong
+        ended = False  # damaged: the trial runs as a cut one, whose trainable says what is wrong
+    return "ended" if ended and trial.state.is_finished() else "cut"
 
 
 def optuna_searcher(exp: ExperimentConfig, sigma: float, space, metric: str):
@@ -185,11 +187,13 @@ def optuna_searcher(exp: ExperimentConfig, sigma: float, space, metric: str):
         study = load_study(exp, sigma)
         if study is not None:
             trials = study.get_trials(deepcopy=False)
-            ended = {t.number for t in trials if t.state.is_finished() and _ended_on_disk(exp, sigma, t)}
-            # The cut trials first: they search on, on the GPU; the ended ones only report their
-            # last result, on no GPU (search_stage.TrialResources), so they run beside them.
-            replay = [(t.number, t.params, t.number in ended)
-                      for t in sorted(trials, key=lambda t: (t.number in ended, t.number))]
+            state = {t.number: _state_on_disk(exp, sigma, t) for t in trials}
+            # First the trials that continue a checkpoint: they search on, on the GPU; then the
+            # ended ones, which only report their last result, on no GPU
+            # (search_stage.TrialResources), beside them; then those cut before any checkpoint.
+            order = {"cut": 0, "ended": 1, "none": 2}
+            replay = [(t.number, t.params, state[t.number] == "ended")
+                      for t in sorted(trials, key=lambda t: (order[state[t.number]], t.number))]
     return ResumableOptunaSearch(space=space, metric=metric, mode="max", seed=cfg.seed + len(replay),
                                  storage=_storage(exp), study_name=study_name(exp, sigma), replay=replay)
 

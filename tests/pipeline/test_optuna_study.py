@@ -133,18 +133,20 @@ def test_ended_trials_are_replayed_after_the_cut_ones_and_take_no_gpu(exp):
     from hinas_core.early_stop import EarlyStopRule
 
     study = a_study(exp, [0.3, 0.6])  # trials 0 and 1 complete; 1 has no checkpoint here
-    cut = study.ask()  # trial 2: running when the job was cut
-    cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
-    cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
-    cut.suggest_int("hp/patience", 1, 3)
+    for _ in range(2):  # trials 2 and 3: running when the job was cut, 3 before its first checkpoint
+        cut = study.ask()
+        cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
+        cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
+        cut.suggest_int("hp/patience", 1, 3)
     for number, epoch in ((0, exp.search.max_epochs), (2, 1)):
         path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
         path.parent.mkdir(parents=True)
         torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
 
     searcher = optuna_searcher(exp, 30, OptunaSpace(exp.optuna.space), "es_best_psnr")
-    order = [searcher.suggest(t) for t in "abc"]
-    assert [(c[OPTUNA_TRIAL], c.get(ENDED_TRIAL, False)) for c in order] == [(1, False), (2, False), (0, True)]
+    order = [searcher.suggest(t) for t in "abcd"]
+    # the one continuing a checkpoint, the ended one, then those without a checkpoint
+    assert [(c[OPTUNA_TRIAL], c.get(ENDED_TRIAL, False)) for c in order] == [(2, False), (0, True), (1, False), (3, False)]
     resources = TrialResources(cpu=4, gpu=1)
-    assert resources(order[1]).required_resources == {"CPU": 4, "GPU": 1}
-    assert resources(order[2]).required_resources == {"CPU": 1}
+    assert resources(order[0]).required_resources == {"CPU": 4, "GPU": 1}
+    assert resources(order[1]).required_resources == {"CPU": 1}
