@@ -132,6 +132,14 @@ def search_ended(state: Mapping[str, Any], max_epochs: Optional[int] = None) -> 
     return EarlyStopRule.from_state(state["rule"]).stopped or int(state["epoch"]) >= cap
 
 
+def check_search_state(state: Mapping[str, Any], space: SpaceConfig) -> None:
+    """Raise ValueError unless ``state`` is a search checkpoint of this format made for ``space``."""
+    if state.get("format") != 1:
+        raise ValueError(f"unsupported search checkpoint format {state.get('format')!r}")
+    if state.get("space") != space.to_dict():
+        raise ValueError("the checkpoint was made for a different search space")
+
+
 def without_supernet(state: Mapping[str, Any], max_epochs: Optional[int] = None) -> Dict[str, Any]:
     """An ended search's checkpoint without what only a search that goes on needs: the supernet's
     weights (alpha and beta stay) and both optimisers' moments. Its products (the best epoch's
@@ -318,10 +326,7 @@ class Searcher:
         return without_supernet(state, self.config.max_epochs) if self.supernet_dropped else state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("format") != 1:
-            raise ValueError(f"unsupported search checkpoint format {state.get('format')!r}")
-        if state["space"] != self.space.to_dict():
-            raise ValueError("the checkpoint was made for a different search space")
+        check_search_state(state, self.space)
         dropped = state.get(SUPERNET) == DROPPED
         if dropped:  # an ended search's checkpoint: alpha and beta only (without_supernet)
             missing, unexpected = self.model.load_state_dict(state["model"], strict=False)

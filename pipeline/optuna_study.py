@@ -15,9 +15,9 @@ parameters -
 * a trial the study holds as finished keeps its value; it is replayed only so that Tune gets
   its last result and checkpoint back (its imported final checkpoint: the trainable reports
   it at once, building neither data nor supernet) and the stage writes its genotype as for any
-  trial. Such a replay takes no GPU and comes after the cut trials, so on a one-GPU machine it
-  runs beside them (each costs Tune ~15 s of starting and stopping a trial process, which
-  before session 14 kept the GPU idle: 5 replays, 72 s);
+  trial. Such a replay takes no GPU and comes right after the trials that continue a
+  checkpoint, so on a one-GPU machine it runs beside the one that searches (each costs Tune
+  ~15 s of starting and stopping a trial process: on the GPU, 72 s for 5 replays);
 * a trial the study holds as RUNNING (cut) continues from its latest checkpoint (imported as
   ``imported/search/sigma<s>-seed<k>-trial<n>/search.pt``) and, when it ends, is told to the
   study under its own number (``Study.tell`` takes a trial number), so it is never sampled
@@ -97,14 +97,14 @@ def load_study(exp: ExperimentConfig, sigma: float):
 class ResumableOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that first replays given trials of its study (see the module docstring).
 
-    ``replay``: ``[(Optuna trial number, its params[, ended])]`` in the order to suggest them.
+    ``replay``: ``[(Optuna trial number, its params, ended)]`` in the order to suggest them.
     Every suggestion carries its Optuna trial number as ``config[OPTUNA_TRIAL]``, which names the
     trial's folder, checkpoint and MLflow run across jobs; a trial whose search has ended (it only
     reports its last result) also carries ``config[ENDED_TRIAL] = True``."""
 
-    def __init__(self, *args, replay: List[Tuple] = (), **kwargs):
+    def __init__(self, *args, replay: List[Tuple[int, Dict[str, Any], bool]] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self._replay = [(int(r[0]), dict(r[1]), bool(r[2]) if len(r) > 2 else False) for r in replay]
+        self._replay = [(int(n), dict(p), bool(ended)) for n, p, ended in replay]
         self._replayed: Dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
     def suggest(self, trial_id: str) -> Optional[Dict]:

@@ -31,7 +31,7 @@ import torch
 from hinas_core.fsutil import atomic_file
 from hinas_core.metrics import VAL_PSNR, VAL_SSIM
 from hinas_core.models import ModelError, load_tensors
-from hinas_core.search import Searcher, search_ended, without_supernet
+from hinas_core.search import Searcher, check_search_state, search_ended, without_supernet
 
 from .experiment import ExperimentConfig, experiment_from_dict
 from .faults import KillPoints, with_kill_point
@@ -135,9 +135,11 @@ def search_trainable(config: Dict[str, Any]) -> None:
     if ended:
         # Ended in an earlier job (a resumed study replays its ended trials): Tune needs only its
         # last result and checkpoint, so neither the data nor the supernet is built.
-        if state.get("space") != exp.space.to_dict():
+        try:
+            check_search_state(state, exp.space)
+        except ValueError:
             run.finish("FAILED")
-            raise ValueError("the checkpoint was made for a different search space")
+            raise
         run.finish()
         _report(run, {k: v for k, v in state["history"][-1].items() if k not in ("alpha", "beta", "genotype")},
                 without_supernet(state, search_cfg.max_epochs), sigma=sigma, seed=seed, max_epochs=search_cfg.max_epochs)
