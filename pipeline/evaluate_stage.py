@@ -6,6 +6,10 @@ the score of those noisy images themselves (``noisy_psnr`` / ``noisy_ssim``: the
 "denoiser", the floor a model must clear) and the brightness offset of its outputs
 (``offset_<protocol>``: output mean minus clean mean, grey levels). Per-image results go to
 ``evaluation/<label>.parquet``; the summary rows are returned and written as JSON.
+
+Each model's row is also kept beside its tables (``<label>.row.json``, written last, with the
+key of what decided it): a run cut during the evaluation, or resumed on another machine from
+its bundle, scores again only the models that had not finished, not every model of the set.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ from .bm3d_kept import bm3d_denoiser, find_kept
 from .data import test_pairs
 from .experiment import PAIR_DATASETS, ExperimentConfig
 from .faults import kill_point
+
+INPUTS = "inputs.json"  # what summary.json was computed from: see kept_evaluation
+ROW = ".row.json"  # <label>.row.json: one model's row and what it was computed from (kept_model_row)
 
 
 def _device(exp: ExperimentConfig) -> torch.device:
@@ -90,6 +97,7 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
                    progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
     """Score one model file; returns a summary row (PSNR/SSIM per protocol, parameters, seconds).
     ``progress(protocol, done, total)`` is called after each test image."""
+    key = model_evaluation_key(exp, model_file, sigma) if out_dir is not None else None
     device = _device(exp)
     model, spec, meta = load_model(model_file, device)
     pairs = test_pairs(exp.data, sigma, exp.evaluate.max_images, exp.evaluate.crop)
@@ -116,6 +124,27 @@ def evaluate_model(exp: ExperimentConfig, model_file: Path, sigma: float, label:
             noise = None if exp.data.dataset in PAIR_DATASETS else sigma  # stored pairs: no sigma to show
             row["examples"] = str(save_examples(denoise, pairs[: exp.evaluate.examples], out_dir / f"{label}-examples.png",
                                                 label, noise, exp.data.metric))
+        with atomic_file(out_dir / f"{label}{ROW}") as tmp:  # last: a kept row's tables are all written
+            tmp.write_text(json.dumps({"key": key, "row": row}, indent=2, default=str))
+    return row
+
+
+def kept_model_row(exp: ExperimentConfig, model_file: Path, sigma: float, label: str,
+                   out_dir: Path) -> Optional[Dict[str, Any]]:
+    """The row :func:`evaluate_model` wrote into ``out_dir`` for this very model file (its bytes),
+    sigma, test data and evaluate settings, its paths pointing here; None when there is none."""
+    try:
+        kept = json.loads((out_dir / f"{label}{ROW}").read_text())
+        row = kept["row"]
+        if kept["key"] != model_evaluation_key(exp, model_file, sigma) or not isinstance(row, dict):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (out_dir / f"{label}.parquet").is_file():
+        return None
+    row["model"] = str(model_file)
+    if row.get("examples"):
+        row["examples"] = str(out_dir / Path(row["examples"]).name)
     return row
 
 
@@ -174,8 +203,14 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]], out: Optio
     rows = []
     for m in models:
         if m.get("model"):
-            rows.append(evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out,
-                                       progress and progress(m["label"])))
+            row = kept_model_row(exp, Path(m["model"]), float(m["sigma"]), m["label"], out)
+            if row is None:
+                row = evaluate_model(exp, Path(m["model"]), float(m["sigma"]), m["label"], out,
+                                     progress and progress(m["label"]))
+            else:
+                print(f"hinas: {m['label']} was scored earlier from this very model file and settings "
+                      f"({out / (m['label'] + '.parquet')}), reusing it", file=sys.stderr, flush=True)
+            rows.append(row)
             kill_point("evaluate-model")
     if exp.evaluate.bm3d and not any(float(m["sigma"]) == 0 for m in models):  # BM3D needs the noise level
         bm3d = [evaluate_bm3d(exp, float(s), out) for s in sorted({float(m["sigma"]) for m in models})]
@@ -190,16 +225,33 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]], out: Optio
     return rows
 
 
-INPUTS = "inputs.json"  # what summary.json was computed from: see kept_evaluation
+
+
+def _digest(key: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _test_data(exp: ExperimentConfig) -> Dict[str, Any]:
+    return {k: v for k, v in asdict(exp.data).items() if k != "root"}
 
 
 def evaluation_key(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> str:
     """What decides an evaluation's figures: the test data and evaluate settings and each model
     file's bytes (not its path: the same run on another machine has the same key)."""
-    data = {k: v for k, v in asdict(exp.data).items() if k != "root"}
-    files = {m["label"]: hashlib.sha256(Path(m["model"]).read_bytes()).hexdigest() for m in models if m.get("model")}
-    key = {"data": data, "evaluate": asdict(exp.evaluate), "models": files}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    files = {m["label"]: _file_digest(m["model"]) for m in models if m.get("model")}
+    return _digest({"data": _test_data(exp), "evaluate": asdict(exp.evaluate), "models": files})
+
+
+def model_evaluation_key(exp: ExperimentConfig, model_file: Path, sigma: float) -> str:
+    """What decides one model's row: the test data, the evaluate settings but BM3D's (a model's
+    scores do not depend on whether BM3D is scored beside it), its sigma and the model file's bytes."""
+    evaluate_settings = {k: v for k, v in asdict(exp.evaluate).items() if k != "bm3d"}
+    return _digest({"data": _test_data(exp), "evaluate": evaluate_settings, "sigma": float(sigma),
+                    "model": _file_digest(model_file)})
 
 
 def kept_evaluation(exp: ExperimentConfig, models: List[Dict[str, Any]]) -> Optional[List[Dict[str, Any]]]:

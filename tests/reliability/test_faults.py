@@ -336,6 +336,8 @@ def test_driver_killed_at_every_stage_resumes_to_the_reference(ray_head, referen
         assert f"SIGKILL at {point if ':' in point else point + ':1'}" in log
         assert "report written" not in log
         assert holds(exp_dir, uri), f"kill {i} at {point}: the run was not in the state '{state}': {_state(exp_dir)}"
+        if i and KILLS[i - 1][0] == "evaluate-model:1":  # the model scored before that kill is not scored again
+            assert [m for m in MODELS if f"hinas: {m} was scored earlier" in log] == [MODELS[0]], log[-3000:]
     code, log = hinas(tmp_path, env, "--resume", tag="final")
     assert code == 0, log[-4000:]
     assert outcome(exp_dir) == reference
