@@ -225,8 +225,6 @@ def run_evaluate(exp: ExperimentConfig, models: List[Dict[str, Any]], out: Optio
     return rows
 
 
-
-
 def _digest(key: Dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
