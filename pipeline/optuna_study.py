@@ -15,9 +15,10 @@ parameters -
 * a trial the study holds as finished keeps its value; it is replayed only so that Tune gets
   its last result and checkpoint back (its imported final checkpoint: the trainable reports
   it at once, building neither data nor supernet) and the stage writes its genotype as for any
-  trial. Such a replay takes no GPU and comes right after the trials that continue a
-  checkpoint, so on a one-GPU machine it runs beside the one that searches (each costs Tune
-  ~15 s of starting and stopping a trial process: on the GPU, 72 s for 5 replays);
+  trial. Such a replay takes no GPU, holds no slot of ``optuna.max_concurrent``
+  (:class:`SearchingLimit`) and comes right after the trials that continue a checkpoint, so on
+  a one-GPU machine it runs beside the ones that search (each costs Tune ~15 s of starting and
+  stopping a trial process: on the GPU, 72 s for 5 replays);
 * a trial the study holds as RUNNING (cut) continues from its latest checkpoint (imported as
   ``imported/search/sigma<s>-seed<k>-trial<n>/search.pt``) and, when it ends, is told to the
   study under its own number (``Study.tell`` takes a trial number), so it is never sampled
@@ -44,6 +45,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
@@ -107,6 +109,10 @@ class ResumableOptunaSearch(OptunaSearch):
         self._replay = [(int(n), dict(p), bool(ended)) for n, p, ended in replay]
         self._replayed: Dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
+    def next_is_ended(self) -> bool:
+        """Whether the next suggestion replays a trial whose search has ended."""
+        return bool(self._replay) and self._replay[0][2]
+
     def suggest(self, trial_id: str) -> Optional[Dict]:
         if self._replay:
             number, params, ended = self._replay.pop(0)
@@ -137,6 +143,23 @@ class ResumableOptunaSearch(OptunaSearch):
             self._ot_study.tell(number, state=state)
         else:
             self._ot_study.tell(number, value)
+
+
+class SearchingLimit(ConcurrencyLimiter):
+    """``optuna.max_concurrent`` counts the trials that search: a replay of an ended trial (it
+    only reports its last result, on no GPU) is suggested whatever the limit and holds no slot.
+    With Ray's ``ConcurrencyLimiter`` such replays held slots, so a new trial was sampled only
+    once they had left: on one H200, 35 s with the GPU idle for the last four replays."""
+
+    def suggest(self, trial_id: str) -> Optional[Dict]:
+        if self.searcher.next_is_ended():
+            return self.searcher.suggest(trial_id)
+        return super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        if trial_id in self.live_trials:
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)  # a replay: no slot
 
 
 def take_over(exp: ExperimentConfig, tune_dir: Path) -> None:

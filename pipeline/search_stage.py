@@ -236,14 +236,12 @@ def _optuna_searcher(exp: ExperimentConfig, sigma: float):
     """Ray Tune's OptunaSearch over the declared search hyperparameters, seeded, its study
     persistent (in the run folder unless ``optuna.storage`` says otherwise) and resumable
     across machines (:mod:`.optuna_study`)."""
-    from ray.tune.search import ConcurrencyLimiter
-
-    from .optuna_study import optuna_searcher
+    from .optuna_study import SearchingLimit, optuna_searcher
 
     # The best validation PSNR a trial reached is what its genotype would be chosen by.
     searcher = optuna_searcher(exp, sigma, OptunaSpace(exp.optuna.space), "es_best_psnr")
     cfg = exp.optuna
-    return ConcurrencyLimiter(searcher, max_concurrent=cfg.max_concurrent) if cfg.max_concurrent else searcher
+    return SearchingLimit(searcher, max_concurrent=cfg.max_concurrent) if cfg.max_concurrent else searcher
 
 
 def _run_config(exp: ExperimentConfig, name: str):

@@ -150,3 +150,40 @@ def test_ended_trials_are_replayed_after_the_cut_ones_and_take_no_gpu(exp):
     resources = TrialResources(cpu=4, gpu=1)
     assert resources(order[0]).required_resources == {"CPU": 4, "GPU": 1}
     assert resources(order[1]).required_resources == {"CPU": 1}
+
+
+def test_replays_of_ended_trials_hold_no_slot_of_max_concurrent(tmp_path, repo_root):
+    """Slots go to trials that search: with one slot taken by a cut trial, the ended ones are
+    replayed beside it, and a new trial is sampled only when the cut one leaves its slot."""
+    import optuna
+    import torch
+
+    from hinas.pipeline.experiment import load_experiment
+    from hinas.pipeline.search_stage import ENDED_TRIAL, OPTUNA_TRIAL, _optuna_searcher
+    from hinas.pipeline.state import imported_file
+    from hinas_core.early_stop import EarlyStopRule
+
+    exp = load_experiment(repo_root / "tune_configs/tiny_optuna.yaml", [f"output_dir={tmp_path / 'runs'}", "optuna.storage=null",
+                                                                        "optuna.num_samples=4", "optuna.max_concurrent=1"])
+    study = a_study(exp, [0.3, 0.6])  # trials 0 and 1 ended
+    cut = study.ask()  # trial 2: cut mid-search
+    cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
+    cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
+    cut.suggest_int("hp/patience", 1, 3)
+    for number, epoch in ((0, exp.search.max_epochs), (1, exp.search.max_epochs), (2, 1)):
+        path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
+        path.parent.mkdir(parents=True)
+        torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
+
+    limit = _optuna_searcher(exp, 30)
+    suggested = [limit.suggest(t) for t in "abcd"]
+    assert [(c[OPTUNA_TRIAL], c.get(ENDED_TRIAL, False)) for c in suggested[:3]] == [(2, False), (0, True), (1, True)]
+    assert suggested[3] is None  # the one slot is the cut trial's
+    limit.on_trial_complete("b", {"es_best_psnr": 99.0})  # replays leave no slot free...
+    limit.on_trial_complete("c", {"es_best_psnr": 99.0})
+    assert limit.suggest("e") is None
+    limit.on_trial_complete("a", {"es_best_psnr": 24.5})  # ...the searching trial does
+    assert limit.suggest("f")[OPTUNA_TRIAL] == 3
+    trials = optuna.load_study(study_name=study.study_name, storage=study._storage).get_trials()
+    assert [(t.number, t.state.name, t.value) for t in trials[:3]] == [(0, "COMPLETE", 21.5), (1, "COMPLETE", 23.0),
+                                                                        (2, "COMPLETE", 24.5)]
