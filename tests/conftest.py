@@ -29,3 +29,19 @@ def bsds_root() -> Path:
 def session_cache(tmp_path_factory) -> Path:
     """One decode cache per test session (never the user's ~/.cache/hinas)."""
     return tmp_path_factory.mktemp("hinas-cache")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the files holding `slow` tests first, then the rest; within each group the files with
+    more tests first (pytest-xdist's own order, which scripts/test.sh turns off). In two xdist
+    processes the long end-to-end files then start early and the short ones fill the end, so
+    neither process is left alone with a long file at the end (docs/RESULTS.md, the suite)."""
+    files: dict = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+
+    def order(path):
+        tests = files[path]
+        return not any(t.get_closest_marker("slow") for t in tests), -len(tests)
+
+    items[:] = [item for path in sorted(files, key=order) for item in files[path]]
