@@ -57,7 +57,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .search_stage import run_search, search_dirs
+    from .search_stage import SearchSettingsChanged, run_search, search_dirs
 
     exp = _load(args, "search", splits=("train",))
     if exp is None:
@@ -72,7 +72,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         return code
     try:
         rows = run_search(exp, resume=args.resume)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, SearchSettingsChanged) as exc:
         print(f"hinas search: {exc}", file=sys.stderr)
         return 2
     failed = [r["trial"] for r in rows if r["status"] != "OK" or not r["genotype"]]

@@ -27,11 +27,12 @@ from .faults import kill_point
 from .report import write_report
 from .retrain_curves import FIGURE as RETRAIN_CURVES, complete_run
 from .retrain_stage import run_retrain, run_tags
-from .search_stage import (WIDTH_PATH, epoch_metrics, finished_search, lattice_moves, read_history, refuse_failed, run_search,
-                           search_dirs)
+from .search_stage import (WIDTH_PATH, check_search_inputs, epoch_metrics, finished_search, lattice_moves, read_history,
+                           refuse_failed, run_search, search_dirs)
 
 
 def search_or_reuse(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
+    check_search_inputs(exp)  # neither reused nor continued under other settings
     rows = finished_search(exp)  # None unless the summary and every genotype.json read back whole
     if rows is not None:
         print(f"hinas run: search results exist in {exp.experiment_dir}, reusing them", flush=True)

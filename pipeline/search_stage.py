@@ -38,13 +38,15 @@ from .faults import KillPoints, with_kill_point
 from .mlflow_tracking import KIND, SIGMA, STAGE, flatten, run_name
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
-from .state import has_imported, resume_file
+from .state import config_identity, differing_keys, has_imported, resume_file
 from .stopping import PSNRDecreaseStopper
 from .trial_run import TrackingWatch, memory_metrics, open_trial_run, report_fields, reported_times
 
 CHECKPOINT_FILE = "search.pt"
 SEARCH_DIR = "search"
 SUMMARY_FILE = "search_summary.json"
+INPUTS_FILE = "search_inputs.json"  # the settings the run folder's search was started with
+SPEED_ONLY = ("cuda_graph", "channels_last")  # search switches that compute the same, faster or not
 HISTORY_FILE = "history.json"
 WIDTH_PATH = "hinas.width_path"
 OPTUNA_TRIAL = "optuna_trial"  # the trial config's key holding an Optuna trial's number in its study
@@ -327,12 +329,55 @@ def _tuners(exp: ExperimentConfig, resume: bool, tracking: Dict[str, Any] | None
     return tuners
 
 
+class SearchSettingsChanged(RuntimeError):
+    """A search would be continued or reused under other settings than it was started with."""
+
+
+def search_inputs(exp: ExperimentConfig) -> Dict[str, Any]:
+    """The settings that decide a search's trials: the space, the search section, the data (not
+    its root: a run folder moved by a bundle keeps its search), the seeds and Optuna's."""
+    d = config_identity(exp)
+    return {"space": d["space"], "search": {k: v for k, v in d["search"].items() if k not in SPEED_ONLY},
+            "data": d["data"], "seeds": d["seeds"], "optuna": d["optuna"]}
+
+
+def check_search_inputs(exp: ExperimentConfig) -> None:
+    """Refuse to continue or reuse the run folder's search under other settings than it was
+    started with: Tune restores a cut experiment with its own, and a finished search would be
+    taken as it is. A run folder without the record (made before it existed) is not checked."""
+    try:
+        started = json.loads((exp.experiment_dir / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    now = search_inputs(exp)
+    changed = differing_keys(now, started) if isinstance(started, dict) else ["(unreadable record)"]
+    if changed:
+        def value(d, key):
+            for part in key.split("."):
+                d = d.get(part) if isinstance(d, dict) else None
+            return json.dumps(d)
+
+        said = "; ".join(f"{k}: {value(started, k)} -> {value(now, k)}" for k in changed[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        raise SearchSettingsChanged(
+            f"the search in {exp.experiment_dir} was started with other settings ({said}{more}); --resume "
+            "continues or reuses a search only with its own: run these settings under another name "
+            "(--set name=...) or output_dir, or start this one again with --overwrite")
+
+
+def record_search_inputs(exp: ExperimentConfig) -> None:
+    with atomic_file(exp.experiment_dir / INPUTS_FILE) as tmp:
+        tmp.write_text(json.dumps(search_inputs(exp), indent=2, sort_keys=True))
+
+
 def run_search(exp: ExperimentConfig, resume: bool = False, tracking: Dict[str, Any] | None = None) -> List[Dict[str, Any]]:
     """Run (or resume) the search trials; write genotypes and the summary; return summary rows.
 
     ``tracking``: :meth:`.mlflow_tracking.Tracker.trial_spec`, for each trial to log into its
     own run (None: no MLflow)."""
     exp.experiment_dir.mkdir(parents=True, exist_ok=True)
+    check_search_inputs(exp)
+    record_search_inputs(exp)
     init_ray()
     rows = []
     for tuner in _tuners(exp, resume, tracking):

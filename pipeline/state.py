@@ -77,7 +77,7 @@ def kind_of(path: str) -> Optional[str]:
     name = parts[-1]
     if len(parts) == 4 and parts[0] == IMPORTED and parts[1] in STAGES and name == STAGES[parts[1]][1]:
         return f"{parts[1]}-checkpoint"
-    if len(parts) == 1 and name in ("search_summary.json", "search_summary.md"):
+    if len(parts) == 1 and name in ("search_summary.json", "search_summary.md", "search_inputs.json"):
         return "search-summary"
     if len(parts) == 1 and name == "report.md":
         return "report"
@@ -388,7 +388,7 @@ def config_differences(exp: ExperimentConfig, theirs: Dict[str, Any]) -> Tuple[L
     ours = config_identity(exp)
     defaults = config_identity(ExperimentConfig(name=exp.name, output_dir=exp.output_dir))
     refused, allowed = [], []
-    for key in _differing_keys(ours, theirs):
+    for key in differing_keys(ours, theirs):
         mine, other = _at(ours, key), _at(theirs, key)
         grown = (other is _MISSING and mine == _at(defaults, key)) or (mine is _MISSING and not other)
         if grown or any(key == k.rstrip(".") or key.startswith(k) for k in RESUMABLE_CHANGES):
@@ -398,13 +398,13 @@ def config_differences(exp: ExperimentConfig, theirs: Dict[str, Any]) -> Tuple[L
     return refused, allowed
 
 
-def _differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = "") -> List[str]:
+def differing_keys(ours: Dict[str, Any], theirs: Dict[str, Any], prefix: str = "") -> List[str]:
     """The dotted keys whose values differ between two nested config dicts."""
     keys = []
     for key in sorted(set(ours) | set(theirs)):
         a, b = ours.get(key), theirs.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += _differing_keys(a, b, f"{prefix}{key}.")
+            keys += differing_keys(a, b, f"{prefix}{key}.")
         elif a != b:
             keys.append(prefix + key)
     return keys
