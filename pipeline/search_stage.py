@@ -38,7 +38,7 @@ from .faults import KillPoints, with_kill_point
 from .mlflow_tracking import KIND, SIGMA, STAGE, flatten, run_name
 from .retries import RetryBudget, failure_config
 from .signals import GracefulStop, fit
-from .state import config_identity, differing_keys, has_imported, resume_file
+from .state import config_identity, differing_keys, has_imported, resume_file, value_at
 from .stopping import PSNRDecreaseStopper
 from .trial_run import TrackingWatch, memory_metrics, open_trial_run, report_fields, reported_times
 
@@ -352,12 +352,8 @@ def check_search_inputs(exp: ExperimentConfig) -> None:
     now = search_inputs(exp)
     changed = differing_keys(now, started) if isinstance(started, dict) else ["(unreadable record)"]
     if changed:
-        def value(d, key):
-            for part in key.split("."):
-                d = d.get(part) if isinstance(d, dict) else None
-            return json.dumps(d)
-
-        said = "; ".join(f"{k}: {value(started, k)} -> {value(now, k)}" for k in changed[:5])
+        said = "; ".join(f"{k}: {json.dumps(value_at(started, k, None))} -> {json.dumps(value_at(now, k, None))}"
+                         for k in changed[:5])
         more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
         raise SearchSettingsChanged(
             f"the search in {exp.experiment_dir} was started with other settings ({said}{more}); --resume "

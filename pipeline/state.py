@@ -371,10 +371,11 @@ RESUMABLE_CHANGES = ("evaluate.", "retrain.report_every", "retrain.validate_ever
 _MISSING = object()
 
 
-def _at(d: Any, dotted: str) -> Any:
+def value_at(d: Any, dotted: str, missing: Any = _MISSING) -> Any:
+    """The value at a dotted key of a nested dict (``missing`` where there is none)."""
     for key in dotted.split("."):
         if not isinstance(d, dict) or key not in d:
-            return _MISSING
+            return missing
         d = d[key]
     return d
 
@@ -389,8 +390,8 @@ def config_differences(exp: ExperimentConfig, theirs: Dict[str, Any]) -> Tuple[L
     defaults = config_identity(ExperimentConfig(name=exp.name, output_dir=exp.output_dir))
     refused, allowed = [], []
     for key in differing_keys(ours, theirs):
-        mine, other = _at(ours, key), _at(theirs, key)
-        grown = (other is _MISSING and mine == _at(defaults, key)) or (mine is _MISSING and not other)
+        mine, other = value_at(ours, key), value_at(theirs, key)
+        grown = (other is _MISSING and mine == value_at(defaults, key)) or (mine is _MISSING and not other)
         if grown or any(key == k.rstrip(".") or key.startswith(k) for k in RESUMABLE_CHANGES):
             allowed.append(key)
         else:

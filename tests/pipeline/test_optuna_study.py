@@ -38,6 +38,28 @@ def a_study(exp, values):
     return study
 
 
+def a_cut_trial(study):
+    """A trial the study holds as RUNNING: the job was cut during it."""
+    cut = study.ask()
+    cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
+    cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
+    cut.suggest_int("hp/patience", 1, 3)
+    return cut
+
+
+def checkpoints(exp, epochs):
+    """An imported search checkpoint at ``epochs[n]`` for each study trial number ``n``."""
+    import torch
+
+    from hinas.pipeline.state import imported_file
+    from hinas_core.early_stop import EarlyStopRule
+
+    for number, epoch in epochs.items():
+        path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
+        path.parent.mkdir(parents=True)
+        torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
+
+
 def test_a_resumed_search_replays_the_study_and_asks_only_for_what_is_missing(exp):
     import optuna
 
@@ -45,10 +67,7 @@ def test_a_resumed_search_replays_the_study_and_asks_only_for_what_is_missing(ex
     from hinas.pipeline.search_stage import OPTUNA_TRIAL, OptunaSpace
 
     study = a_study(exp, [0.3])
-    cut = study.ask()  # trial 1: running when the job was cut
-    for name, d in {"hp/ssim_weight": (0.0, 1.0), "hp/a_lr": (1e-4, 1e-2)}.items():
-        cut.suggest_float(name, *d, log=name.endswith("a_lr"))
-    cut.suggest_int("hp/patience", 1, 3)
+    cut = a_cut_trial(study)  # trial 1: running when the job was cut
 
     searcher = optuna_searcher(exp, 30, OptunaSpace(exp.optuna.space), "es_best_psnr")
     done, running, new = (searcher.suggest(t) for t in ("a", "b", "c"))
@@ -125,23 +144,13 @@ def test_a_bundle_carries_the_study_and_refuses_a_file_that_is_no_study(exp, tmp
 def test_ended_trials_are_replayed_after_the_cut_ones_and_take_no_gpu(exp):
     """On one GPU a replay of an ended trial (it only reports its last result) would hold the GPU
     for ~15 s of Tune's trial start and stop: cut trials go first, ended ones take no GPU."""
-    import torch
-
     from hinas.pipeline.optuna_study import optuna_searcher
     from hinas.pipeline.search_stage import ENDED_TRIAL, OPTUNA_TRIAL, OptunaSpace, TrialResources
-    from hinas.pipeline.state import imported_file
-    from hinas_core.early_stop import EarlyStopRule
 
     study = a_study(exp, [0.3, 0.6])  # trials 0 and 1 complete; 1 has no checkpoint here
     for _ in range(2):  # trials 2 and 3: running when the job was cut, 3 before its first checkpoint
-        cut = study.ask()
-        cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
-        cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
-        cut.suggest_int("hp/patience", 1, 3)
-    for number, epoch in ((0, exp.search.max_epochs), (2, 1)):
-        path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
-        path.parent.mkdir(parents=True)
-        torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
+        a_cut_trial(study)
+    checkpoints(exp, {0: exp.search.max_epochs, 2: 1})
 
     searcher = optuna_searcher(exp, 30, OptunaSpace(exp.optuna.space), "es_best_psnr")
     order = [searcher.suggest(t) for t in "abcd"]
@@ -156,24 +165,15 @@ def test_replays_of_ended_trials_hold_no_slot_of_max_concurrent(tmp_path, repo_r
     """Slots go to trials that search: with one slot taken by a cut trial, the ended ones are
     replayed beside it, and a new trial is sampled only when the cut one leaves its slot."""
     import optuna
-    import torch
 
     from hinas.pipeline.experiment import load_experiment
     from hinas.pipeline.search_stage import ENDED_TRIAL, OPTUNA_TRIAL, _optuna_searcher
-    from hinas.pipeline.state import imported_file
-    from hinas_core.early_stop import EarlyStopRule
 
     exp = load_experiment(repo_root / "tune_configs/tiny_optuna.yaml", [f"output_dir={tmp_path / 'runs'}", "optuna.storage=null",
                                                                         "optuna.num_samples=4", "optuna.max_concurrent=1"])
     study = a_study(exp, [0.3, 0.6])  # trials 0 and 1 ended
-    cut = study.ask()  # trial 2: cut mid-search
-    cut.suggest_float("hp/ssim_weight", 0.0, 1.0)
-    cut.suggest_float("hp/a_lr", 1e-4, 1e-2, log=True)
-    cut.suggest_int("hp/patience", 1, 3)
-    for number, epoch in ((0, exp.search.max_epochs), (1, exp.search.max_epochs), (2, 1)):
-        path = imported_file(exp, "search", f"sigma30-seed0-trial{number}")
-        path.parent.mkdir(parents=True)
-        torch.save({"epoch": epoch, "rule": EarlyStopRule().state_dict(), "config": {"max_epochs": exp.search.max_epochs}}, path)
+    a_cut_trial(study)  # trial 2: cut mid-search
+    checkpoints(exp, {0: exp.search.max_epochs, 1: exp.search.max_epochs, 2: 1})
 
     limit = _optuna_searcher(exp, 30)
     suggested = [limit.suggest(t) for t in "abcd"]
